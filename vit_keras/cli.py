@@ -1,0 +1,56 @@
+"""The `vit-keras` command line: train, evaluate, predict, export and plot.
+
+Each command lives in the module that does the work; that module's `register_cli(subparsers)`
+adds its sub-commands, each with `set_defaults(func=...)`. The Keras backend is chosen with
+`--backend` (or `KERAS_BACKEND`) before Keras is imported.
+"""
+
+import argparse
+import importlib
+import os
+import sys
+
+CLI_MODULES = ("vit_keras.train", "vit_keras.export", "vit_keras.visualize")
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def _select_backend(argv):
+    """Apply `--backend NAME` from argv to KERAS_BACKEND (Keras reads it once, at import)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--backend", choices=BACKENDS)
+    known, _ = pre.parse_known_args(argv)
+    if known.backend:
+        os.environ["KERAS_BACKEND"] = known.backend
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="vit-keras", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--backend", choices=BACKENDS, help="Keras backend (default: $KERAS_BACKEND or tensorflow)"
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in CLI_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as error:  # a command module not written yet
+            if error.name == name:
+                continue
+            raise
+        module.register_cli(subparsers)
+    return parser
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    _select_backend(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return args.func(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

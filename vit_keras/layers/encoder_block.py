@@ -1,0 +1,103 @@
+"""The pre-norm Transformer encoder block of ViT."""
+
+import keras
+
+from vit_keras.layers.drop_path import DropPath
+from vit_keras.validation import check_positive, check_rate
+
+
+@keras.saving.register_keras_serializable(package="vit_keras")
+class TransformerEncoderBlock(keras.layers.Layer):
+    """x + DropPath(Dropout(MHA(LN(x)))), then x + DropPath(MLP(LN(x))).
+
+    The MLP is Dense(mlp_dim, exact GELU) -> Dropout -> Dense(D) -> Dropout.
+    Attention weights have Google's layout: query/key/value kernels (D, heads, D/heads),
+    biases (heads, D/heads), output kernel (heads, D/heads, D).
+
+    Args:
+        num_heads: attention heads; must divide the token width.
+        mlp_dim: hidden width of the MLP.
+        dropout: dropout after attention and in the MLP.
+        attention_dropout: dropout on the attention weights (disables the fused kernel).
+        drop_path: stochastic-depth rate of both residual branches.
+        layer_norm_epsilon: epsilon of both LayerNorms.
+    """
+
+    def __init__(
+        self,
+        num_heads,
+        mlp_dim,
+        dropout=0.0,
+        attention_dropout=0.0,
+        drop_path=0.0,
+        layer_norm_epsilon=1e-6,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_heads = check_positive("num_heads", num_heads)
+        self.mlp_dim = check_positive("mlp_dim", mlp_dim)
+        self.dropout = check_rate("dropout", dropout)
+        self.attention_dropout = check_rate("attention_dropout", attention_dropout)
+        self.drop_path = check_rate("drop_path", drop_path)
+        self.layer_norm_epsilon = float(layer_norm_epsilon)
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        dim = input_shape[-1]
+        if dim % self.num_heads:
+            raise ValueError(
+                f"embed_dim must be divisible by num_heads={self.num_heads}; found embed_dim {dim}."
+            )
+        policy = self.dtype_policy
+        self.norm1 = keras.layers.LayerNormalization(
+            epsilon=self.layer_norm_epsilon, dtype=policy, name="norm1"
+        )
+        self.attention = keras.layers.MultiHeadAttention(
+            num_heads=self.num_heads,
+            key_dim=dim // self.num_heads,
+            dropout=self.attention_dropout,
+            dtype=policy,
+            name="attention",
+        )
+        self.norm2 = keras.layers.LayerNormalization(
+            epsilon=self.layer_norm_epsilon, dtype=policy, name="norm2"
+        )
+        self.mlp_in = keras.layers.Dense(self.mlp_dim, activation="gelu", dtype=policy, name="mlp_in")
+        self.mlp_out = keras.layers.Dense(dim, dtype=policy, name="mlp_out")
+        self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=policy)
+        self.drop_path_layer = DropPath(self.drop_path, dtype=policy)
+
+        self.norm1.build(input_shape)
+        self.attention.build(input_shape, input_shape)
+        self.norm2.build(input_shape)
+        self.mlp_in.build(input_shape)
+        self.mlp_out.build(tuple(input_shape[:-1]) + (self.mlp_dim,))
+
+    def call(self, x, training=None, return_attention_scores=False):
+        y = self.norm1(x)
+        if return_attention_scores:
+            y, scores = self.attention(y, y, training=training, return_attention_scores=True)
+        else:
+            y = self.attention(y, y, training=training)
+        x = x + self.drop_path_layer(self.dropout_layer(y, training=training), training=training)
+
+        y = self.mlp_in(self.norm2(x))
+        y = self.dropout_layer(y, training=training)
+        y = self.dropout_layer(self.mlp_out(y), training=training)
+        x = x + self.drop_path_layer(y, training=training)
+        return (x, scores) if return_attention_scores else x
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_heads=self.num_heads,
+            mlp_dim=self.mlp_dim,
+            dropout=self.dropout,
+            attention_dropout=self.attention_dropout,
+            drop_path=self.drop_path,
+            layer_norm_epsilon=self.layer_norm_epsilon,
+        )
+        return config
