@@ -172,6 +172,7 @@ class ViT(keras.Model):
                 num_classes, activation=classifier_activation, dtype="float32", name="head"
             )(x)
         super().__init__(inputs=inputs, outputs=x, name=name, **kwargs)
+        self.input_spec = None  # `call` checks images itself, with a clearer message
 
         self.image_size = image_size
         self.patch_size = patch_size
