@@ -52,6 +52,26 @@ def model_variables(model):
     return variables
 
 
+def _consistent_top(variables, weights, source):
+    """Drop the checkpoint's head when exactly one of model and checkpoint has a pre-logits layer.
+
+    The head's inputs then mean different things, so a head of matching shape would still
+    give wrong logits. A pre-logits layer the model lacks is logged and not used.
+    """
+    model_has = "pre_logits/kernel" in variables
+    checkpoint_has = "pre_logits/kernel" in weights
+    if checkpoint_has and not model_has:
+        log.warning(
+            "%s: has a pre-logits (representation) layer the model lacks; it is not used "
+            "(build with representation_size=%s to keep it).",
+            source,
+            np.shape(weights["pre_logits/kernel"])[-1],
+        )
+    if model_has != checkpoint_has and "head/kernel" in weights:
+        weights = {k: v for k, v in weights.items() if not k.startswith("head/")}
+    return weights
+
+
 def assign_weights(model, weights, source="checkpoint"):
     """Put canonical `weights` into `model`, all or nothing.
 
@@ -63,6 +83,7 @@ def assign_weights(model, weights, source="checkpoint"):
     from vit_keras.layers.position_embedding import resample_position_table
 
     variables = model_variables(model)
+    weights = _consistent_top(variables, weights, source)
     plan, skipped = [], []
     missing = [name for name in variables if name not in weights]
     required_missing = [n for n in missing if not n.startswith(("head/", "pre_logits/"))]
@@ -77,11 +98,17 @@ def assign_weights(model, weights, source="checkpoint"):
             skipped.append(name)
             continue
         array = np.asarray(weights[name])
-        if name == "position_embedding":
-            array = resample_position_table(
-                array, table_layer.grid_size, num_prefix_tokens=table_layer.num_prefix_tokens
-            )
         expected = tuple(variable.shape)
+        if name == "position_embedding" and array.shape != expected:
+            try:
+                array = resample_position_table(
+                    array, table_layer.grid_size, num_prefix_tokens=table_layer.num_prefix_tokens
+                )
+            except ValueError as error:
+                raise ValueError(
+                    f"{source}: weight 'position_embedding' has shape {array.shape}, which cannot be "
+                    f"resampled to the model's {expected} ({error})"
+                ) from error
         if array.shape != expected:
             if name.startswith(("head/", "pre_logits/")):
                 skipped.append(name)
@@ -90,6 +117,10 @@ def assign_weights(model, weights, source="checkpoint"):
                 f"{source}: weight {name!r} has shape {array.shape}; the model expects {expected}."
             )
         plan.append((name, variable, array))
+    for group in ("head/", "pre_logits/"):  # a layer loads whole or not at all
+        if any(name.startswith(group) for name in skipped):
+            skipped += [name for name, _, _ in plan if name.startswith(group)]
+            plan = [entry for entry in plan if not entry[0].startswith(group)]
     if skipped:
         log.warning(
             "%s: left freshly initialised (absent or shaped for another head): %s",

@@ -30,20 +30,30 @@ _TOP_MAP = {
 }
 
 
+# Some releases hold the whole optimizer state: the parameters sit under this prefix.
+_OPTIMIZER_PREFIX = "opt/target/"
+
+
 def is_google_checkpoint(keys):
     """True if `keys` look like a Google ViT checkpoint."""
-    return "Transformer/posembed_input/pos_embedding" in keys
+    return any(k.removeprefix(_OPTIMIZER_PREFIX) == "Transformer/posembed_input/pos_embedding" for k in keys)
 
 
 def google_to_canonical(arrays):
-    """Rename Google checkpoint arrays ({key: array}) to canonical names; layouts already match."""
-    canonical = {}
+    """Rename Google checkpoint arrays ({key: array}) to canonical names; layouts already match.
+
+    Returns (canonical dict, keys it did not recognise). In a checkpoint saved with its
+    optimizer state, the parameters under `opt/target/` are taken and the rest ignored.
+    """
+    if any(k.startswith(_OPTIMIZER_PREFIX) for k in arrays):
+        arrays = {k[len(_OPTIMIZER_PREFIX):]: v for k, v in arrays.items() if k.startswith(_OPTIMIZER_PREFIX)}
+    canonical, unused = {}, []
     for key, array in arrays.items():
+        block, _, rest = key.removeprefix("Transformer/encoderblock_").partition("/")
         if key in _TOP_MAP:
             canonical[_TOP_MAP[key]] = array
-            continue
-        if key.startswith("Transformer/encoderblock_"):
-            block, _, rest = key[len("Transformer/encoderblock_"):].partition("/")
-            if rest in _BLOCK_MAP:
-                canonical[f"encoder_block_{block}/{_BLOCK_MAP[rest]}"] = array
-    return canonical
+        elif key.startswith("Transformer/encoderblock_") and block.isdigit() and rest in _BLOCK_MAP:
+            canonical[f"encoder_block_{block}/{_BLOCK_MAP[rest]}"] = array
+        else:
+            unused.append(key)
+    return canonical, unused

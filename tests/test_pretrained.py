@@ -1,0 +1,449 @@
+"""Loading Google, timm and Hugging Face checkpoints: parity with timm's logits, and loads that
+fail whole (missing key, wrong shape, corrupt file, hash mismatch) without touching the model."""
+
+import functools
+import hashlib
+import http.server
+import json
+import logging
+import threading
+
+import numpy as np
+import pytest
+import safetensors.numpy
+from conftest import FIXTURES, to_numpy
+
+import vit_keras
+from vit_keras.pretrained import (
+    CheckpointError,
+    PUBLISHED,
+    load_preset_weights,
+    load_pretrained,
+    model_variables,
+    resolve_published,
+)
+from vit_keras.pretrained.download import cache_name
+
+PARITY = FIXTURES / "vit_parity"
+CONFIG = json.loads((PARITY / "config.json").read_text())
+GOOGLE = PARITY / "vit_google.npz"
+TIMM = PARITY / "vit_timm.safetensors"
+TOLERANCE = 1e-4
+
+
+def build(image_size=CONFIG["img"], **overrides):
+    kwargs = dict(
+        image_size=image_size, patch_size=CONFIG["patch"], in_channels=CONFIG["ch"],
+        embed_dim=CONFIG["dim"], depth=CONFIG["depth"], num_heads=CONFIG["heads"],
+        mlp_dim=CONFIG["mlp"], num_classes=CONFIG["classes"],
+    )
+    return vit_keras.ViT(**{**kwargs, **overrides})
+
+
+def reference(image_size):
+    suffix = "" if image_size == CONFIG["img"] else f"_{image_size}"
+    return np.load(PARITY / f"inputs{suffix}.npy"), np.load(PARITY / f"logits{suffix}.npy")
+
+
+def max_error(model, image_size):
+    inputs, logits = reference(image_size)
+    return float(np.abs(to_numpy(model(inputs)) - logits).max())
+
+
+def snapshot(model):
+    return [to_numpy(v).copy() for v in model.weights]
+
+
+def assert_unchanged(model, before):
+    after = snapshot(model)
+    assert len(after) == len(before)
+    for old, new in zip(before, after):
+        np.testing.assert_array_equal(old, new)
+
+
+def timm_state():
+    return dict(safetensors.numpy.load_file(str(TIMM)))
+
+
+def timm_to_huggingface(state, prefix="vit."):
+    """timm's state dict renamed to transformers' ViTForImageClassification layout.
+
+    The public mapping of transformers' `convert_vit_timm_to_pytorch.py`: qkv split into
+    query/key/value rows in that order, everything else renamed.
+    """
+    dim = CONFIG["dim"]
+    out = {}
+    for i in range(CONFIG["depth"]):
+        src, dst = f"blocks.{i}.", f"{prefix}encoder.layer.{i}."
+        for a, b in [("norm1", "layernorm_before"), ("norm2", "layernorm_after"),
+                     ("attn.proj", "attention.output.dense"), ("mlp.fc1", "intermediate.dense"),
+                     ("mlp.fc2", "output.dense")]:
+            for leaf in ("weight", "bias"):
+                out[f"{dst}{b}.{leaf}"] = state[f"{src}{a}.{leaf}"]
+        for j, part in enumerate(("query", "key", "value")):
+            out[f"{dst}attention.attention.{part}.weight"] = state[f"{src}attn.qkv.weight"][j * dim:(j + 1) * dim]
+            out[f"{dst}attention.attention.{part}.bias"] = state[f"{src}attn.qkv.bias"][j * dim:(j + 1) * dim]
+    out[f"{prefix}embeddings.cls_token"] = state["cls_token"]
+    out[f"{prefix}embeddings.position_embeddings"] = state["pos_embed"]
+    out[f"{prefix}embeddings.patch_embeddings.projection.weight"] = state["patch_embed.proj.weight"]
+    out[f"{prefix}embeddings.patch_embeddings.projection.bias"] = state["patch_embed.proj.bias"]
+    out[f"{prefix}layernorm.weight"] = state["norm.weight"]
+    out[f"{prefix}layernorm.bias"] = state["norm.bias"]
+    out["classifier.weight"] = state["head.weight"]
+    out["classifier.bias"] = state["head.bias"]
+    return {k: np.ascontiguousarray(v) for k, v in out.items()}
+
+
+def save_torch(state, path, wrap=None):
+    torch = pytest.importorskip("torch")
+    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}
+    torch.save({wrap: tensors, "epoch": 3} if wrap else tensors, str(path))
+    return path
+
+
+# --- parity with timm --------------------------------------------------------------------------
+
+
+def scramble(model, seed=0):
+    """Overwrite every weight with noise, so that only a real load can restore the logits."""
+    rng = np.random.default_rng(seed)
+    for variable in model.weights:
+        variable.assign(rng.normal(0, 0.5, size=tuple(variable.shape)).astype("float32"))
+
+
+@pytest.mark.parametrize("image_size", [CONFIG["img"], CONFIG["resize"]])
+def test_google_timm_and_huggingface_checkpoints_give_timms_logits(tmp_path, image_size):
+    """Google `.npz`, timm `.safetensors`, and an HF snapshot directory (`model.safetensors`)
+    and `pytorch_model.bin` written from the same weights: timm's logits within 1e-4."""
+    snapshot_dir = tmp_path / "hf-vit"  # a save_pretrained() directory
+    snapshot_dir.mkdir()
+    huggingface = timm_to_huggingface(timm_state())
+    safetensors.numpy.save_file(huggingface, str(snapshot_dir / "model.safetensors"))
+    bin_file = save_torch(huggingface, tmp_path / "pytorch_model.bin")
+    model = build(image_size)
+    for seed, source in enumerate((GOOGLE, TIMM, snapshot_dir, bin_file)):
+        scramble(model, seed)
+        assert max_error(model, image_size) > 1.0
+        loaded = load_pretrained(model, source)
+        assert "head/kernel" in loaded and "position_embedding" in loaded
+        assert max_error(model, image_size) < TOLERANCE, source
+
+
+@pytest.mark.single_backend
+def test_timm_pth_with_a_training_wrapper_loads(tmp_path):
+    path = save_torch(timm_state(), tmp_path / "checkpoint.pth", wrap="model")
+    model = build()
+    load_pretrained(model, path)
+    assert max_error(model, CONFIG["img"]) < TOLERANCE
+
+
+@pytest.mark.single_backend
+def test_bare_huggingface_vitmodel_loads_features(tmp_path):
+    """A `ViTModel` (no `vit.` prefix, no classifier) gives the same features as the Google file."""
+    state = timm_to_huggingface(timm_state(), prefix="")
+    del state["classifier.weight"], state["classifier.bias"]
+    safetensors.numpy.save_file(state, str(tmp_path / "model.safetensors"))
+    features = build(include_top=False)
+    load_pretrained(features, tmp_path / "model.safetensors")
+    expected = build(include_top=False)
+    load_pretrained(expected, GOOGLE)
+    inputs, _ = reference(CONFIG["img"])
+    np.testing.assert_allclose(to_numpy(features(inputs)), to_numpy(expected(inputs)), atol=1e-5)
+
+
+# --- the head, pre-logits and presets ------------------------------------------------------------
+
+
+@pytest.mark.single_backend
+def test_head_of_another_size_stays_initialised_and_is_logged(caplog):
+    model = build(num_classes=CONFIG["classes"] + 2)
+    head_before = to_numpy(model.get_layer("head").kernel).copy()
+    with caplog.at_level(logging.WARNING, logger="vit_keras"):
+        loaded = load_pretrained(model, TIMM)
+    assert not any(name.startswith("head/") for name in loaded)
+    assert "head/kernel" in caplog.text
+    np.testing.assert_array_equal(to_numpy(model.get_layer("head").kernel), head_before)
+    reference_model = build()
+    load_pretrained(reference_model, GOOGLE)
+    np.testing.assert_array_equal(
+        to_numpy(model.get_layer("encoder_norm").gamma), to_numpy(reference_model.get_layer("encoder_norm").gamma)
+    )
+
+
+def google_with_pre_logits(path, width=16):
+    rng = np.random.default_rng(1)
+    arrays = dict(np.load(GOOGLE))
+    arrays["pre_logits/kernel"] = rng.normal(size=(CONFIG["dim"], width)).astype("float32")
+    arrays["pre_logits/bias"] = rng.normal(size=(width,)).astype("float32")
+    arrays["head/kernel"] = rng.normal(size=(width, CONFIG["classes"])).astype("float32")
+    np.savez(path, **arrays)
+    return arrays
+
+
+@pytest.mark.single_backend
+def test_pre_logits_load_when_the_model_has_them(tmp_path, caplog):
+    arrays = google_with_pre_logits(tmp_path / "rep.npz")
+    model = build(representation_size=16)
+    loaded = load_pretrained(model, tmp_path / "rep.npz")
+    assert {"pre_logits/kernel", "head/kernel"} <= set(loaded)
+    np.testing.assert_array_equal(to_numpy(model.get_layer("pre_logits").kernel), arrays["pre_logits/kernel"])
+    np.testing.assert_array_equal(to_numpy(model.get_layer("head").kernel), arrays["head/kernel"])
+
+    # Without a pre-logits layer the checkpoint's head would read other features: not loaded.
+    plain = build()
+    head_before = to_numpy(plain.get_layer("head").kernel).copy()
+    with caplog.at_level(logging.WARNING, logger="vit_keras"):
+        loaded = load_pretrained(plain, tmp_path / "rep.npz")
+    assert "encoder_norm/scale" in loaded and not any(n.startswith("head/") for n in loaded)
+    assert "pre-logits" in caplog.text
+    np.testing.assert_array_equal(to_numpy(plain.get_layer("head").kernel), head_before)
+
+
+def write_google_checkpoint(path, preset, num_classes=1000, grid=14, seed=0):
+    """A Google-layout `.npz` with random weights shaped like the published `preset`."""
+    arch = vit_keras.PRESETS[preset]
+    d, p, h, m = arch["embed_dim"], arch["patch_size"], arch["num_heads"], arch["mlp_dim"]
+    rng = np.random.default_rng(seed)
+
+    def r(*shape):
+        return rng.normal(0, 0.02, size=shape).astype("float32")
+
+    arrays = {"embedding/kernel": r(p, p, 3, d), "embedding/bias": r(d), "cls": r(1, 1, d),
+              "Transformer/posembed_input/pos_embedding": r(1, grid * grid + 1, d),
+              "Transformer/encoder_norm/scale": 1 + r(d), "Transformer/encoder_norm/bias": r(d),
+              "head/kernel": r(d, num_classes), "head/bias": r(num_classes)}
+    for i in range(arch["depth"]):
+        b = f"Transformer/encoderblock_{i}/"
+        for norm in ("LayerNorm_0", "LayerNorm_2"):
+            arrays[b + norm + "/scale"], arrays[b + norm + "/bias"] = 1 + r(d), r(d)
+        for part in ("query", "key", "value"):
+            arrays[b + f"MultiHeadDotProductAttention_1/{part}/kernel"] = r(d, h, d // h)
+            arrays[b + f"MultiHeadDotProductAttention_1/{part}/bias"] = r(h, d // h)
+        arrays[b + "MultiHeadDotProductAttention_1/out/kernel"] = r(h, d // h, d)
+        arrays[b + "MultiHeadDotProductAttention_1/out/bias"] = r(d)
+        arrays[b + "MlpBlock_3/Dense_0/kernel"], arrays[b + "MlpBlock_3/Dense_0/bias"] = r(d, m), r(m)
+        arrays[b + "MlpBlock_3/Dense_1/kernel"], arrays[b + "MlpBlock_3/Dense_1/bias"] = r(m, d), r(d)
+    np.savez(path, **arrays)
+    return arrays
+
+
+@pytest.mark.single_backend
+def test_preset_weights_name_resolves_to_the_cached_official_file(tmp_path, monkeypatch):
+    """vit_ti16(weights="augreg_in21k_ft_in1k", image_size=32, num_classes=10): the official
+    URL's cached copy is loaded (no download here), its 14x14 table resampled to 2x2."""
+    checkpoint = resolve_published("vit_ti16", "augreg_in21k_ft_in1k", 32)
+    cached = tmp_path / "vit_keras" / cache_name(checkpoint.url)
+    cached.parent.mkdir()
+    arrays = write_google_checkpoint(cached, "vit_ti16")
+    monkeypatch.setenv("VIT_KERAS_CACHE", str(tmp_path))
+    model = vit_keras.vit_ti16(weights="augreg_in21k_ft_in1k", image_size=32, num_classes=10)
+    block = model.get_layer("encoder_block_11")
+    np.testing.assert_array_equal(
+        to_numpy(block.mlp_in.kernel), arrays["Transformer/encoderblock_11/MlpBlock_3/Dense_0/kernel"]
+    )
+    table = to_numpy(model.get_layer("position_embedding").table)
+    assert table.shape == (1, 5, 192)
+    np.testing.assert_array_equal(table[0, 0], arrays["Transformer/posembed_input/pos_embedding"][0, 0])
+    assert to_numpy(model.get_layer("head").kernel).shape == (192, 10)
+
+    # The CLI's `--weights NAME` path: the preset is recognised from the model's architecture.
+    scramble(model)
+    load_pretrained(model, "augreg_in21k_ft_in1k")
+    np.testing.assert_array_equal(
+        to_numpy(block.mlp_in.kernel), arrays["Transformer/encoderblock_11/MlpBlock_3/Dense_0/kernel"]
+    )
+
+
+@pytest.mark.single_backend
+def test_published_names_resolve_to_googles_urls():
+    b16 = resolve_published("vit_b16", "augreg_in21k_ft_in1k", 384)
+    assert b16.url == (
+        "https://storage.googleapis.com/vit_models/augreg/B_16-i21k-300ep-lr_0.001-aug_medium1-"
+        "wd_0.1-do_0.0-sd_0.0--imagenet2012-steps_20k-lr_0.01-res_384.npz"
+    )
+    assert resolve_published("vit_b16", "augreg_in21k_ft_in1k", 224).url.endswith("res_224.npz")
+    assert resolve_published("vit_b16", "augreg_in21k_ft_in1k", (160, 200)).resolution == 224
+    in21k = resolve_published("vit_b16", "imagenet21k", 224)  # the old library's name
+    assert in21k.url.endswith("/imagenet21k/ViT-B_16.npz") and in21k.representation_size == 768
+    assert resolve_published("vit_l16", "in21k_ft_in1k", 224).url.endswith("ViT-L_16-224.npz")
+    assert all(c.url.startswith("https://storage.googleapis.com/vit_models/")
+               for names in PUBLISHED.values() for cs in names.values() for c in cs)
+    with pytest.raises(ValueError, match=r"vit_b16.*augreg_in21k_ft_in1k.*'nope'"):
+        resolve_published("vit_b16", "nope")
+
+
+# --- downloads --------------------------------------------------------------------------------
+
+
+def sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.single_backend
+def test_file_url_downloads_once_into_the_cache_with_sha256(tmp_path):
+    source = tmp_path / "published" / "vit.npz"
+    source.parent.mkdir()
+    source.write_bytes(GOOGLE.read_bytes())
+    url, cache = source.as_uri(), tmp_path / "cache"
+    model = build()
+    load_pretrained(model, url, sha256=sha256(GOOGLE), cache_dir=cache)
+    assert max_error(model, CONFIG["img"]) < TOLERANCE
+    cached = cache / "vit_keras" / cache_name(url)
+    assert sha256(cached) == sha256(GOOGLE)
+    source.unlink()  # now only the cache has it
+    again = build()
+    load_pretrained(again, url, sha256=sha256(GOOGLE), cache_dir=cache)
+    assert max_error(again, CONFIG["img"]) < TOLERANCE
+
+
+@pytest.mark.single_backend
+def test_http_url_download(tmp_path):
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "model.safetensors").write_bytes(TIMM.read_bytes())
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "site"))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.timeout = 5
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/model.safetensors"
+        model = build()
+        load_pretrained(model, url, cache_dir=tmp_path / "cache")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    assert max_error(model, CONFIG["img"]) < TOLERANCE
+
+
+# --- failures leave the model untouched -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def victim():
+    """One model that every failing load is tried on; its weights must never change."""
+    model = build()
+    return model, snapshot(model)
+
+
+def failing_load(victim, source, error, match, **kwargs):
+    model, before = victim
+    with pytest.raises(error, match=match):
+        load_pretrained(model, source, **kwargs)
+    assert_unchanged(model, before)
+
+
+def test_missing_key_raises_before_any_change(victim, tmp_path):
+    arrays = dict(np.load(GOOGLE))
+    del arrays["Transformer/encoderblock_1/MlpBlock_3/Dense_1/bias"]
+    np.savez(tmp_path / "missing.npz", **arrays)
+    failing_load(victim, tmp_path / "missing.npz", ValueError, r"missing 1 weights.*encoder_block_1/mlp_out/bias")
+
+
+@pytest.mark.single_backend
+def test_wrong_shape_names_expected_and_found(victim, tmp_path):
+    state = timm_state()
+    state["blocks.0.mlp.fc1.weight"] = state["blocks.0.mlp.fc1.weight"][:64]
+    safetensors.numpy.save_file(state, str(tmp_path / "narrow.safetensors"))
+    failing_load(victim, tmp_path / "narrow.safetensors", ValueError,
+                 r"'encoder_block_0/mlp_in/kernel' has shape \(48, 64\); the model expects \(48, 96\)")
+
+
+@pytest.mark.single_backend
+@pytest.mark.parametrize("name", ["vit_google.npz", "vit_timm.safetensors", "timm.pth"])
+def test_truncated_file_raises_before_any_change(victim, tmp_path, name):
+    source = PARITY / name if name != "timm.pth" else save_torch(timm_state(), tmp_path / "full.pth")
+    data = source.read_bytes()
+    truncated = tmp_path / f"truncated_{name}"
+    truncated.write_bytes(data[: len(data) * 2 // 3])
+    failing_load(victim, truncated, CheckpointError, "truncated|corrupt")
+
+
+@pytest.mark.single_backend
+def test_corrupt_bytes_inside_an_npz_raise(victim, tmp_path):
+    data = bytearray(GOOGLE.read_bytes())
+    data[len(data) // 2: len(data) // 2 + 64] = b"\x00" * 64  # damages one member: CRC fails on read
+    (tmp_path / "corrupt.npz").write_bytes(bytes(data))
+    failing_load(victim, tmp_path / "corrupt.npz", CheckpointError, "could not be read|not a readable")
+
+
+@pytest.mark.single_backend
+def test_sha256_mismatch_raises_for_paths_and_urls(victim, tmp_path):
+    wrong = "0" * 64
+    failing_load(victim, GOOGLE, CheckpointError, f"expected {wrong}, found {sha256(GOOGLE)}", sha256=wrong)
+    cache = tmp_path / "cache"
+    failing_load(victim, GOOGLE.as_uri(), CheckpointError, "does not match", sha256=wrong, cache_dir=cache)
+    assert not (cache / "vit_keras" / cache_name(GOOGLE.as_uri())).exists()  # no unverified file kept
+
+
+@pytest.mark.single_backend
+def test_unknown_architecture_keys_and_layouts_raise(victim, tmp_path):
+    state = timm_state()
+    state["blocks.0.ls1.gamma"] = np.ones(CONFIG["dim"], "float32")  # layer scale: another model
+    safetensors.numpy.save_file(state, str(tmp_path / "layerscale.safetensors"))
+    failing_load(victim, tmp_path / "layerscale.safetensors", CheckpointError, r"blocks\.0\.ls1\.gamma")
+    np.savez(tmp_path / "other.npz", conv1=np.zeros(3))
+    failing_load(victim, tmp_path / "other.npz", CheckpointError, "none of the known ViT layouts")
+
+
+@pytest.mark.single_backend
+def test_missing_paths_and_unknown_names_raise(victim, tmp_path):
+    failing_load(victim, tmp_path / "absent.npz", FileNotFoundError, "absent.npz")
+    failing_load(victim, tmp_path, FileNotFoundError, "model.safetensors")  # a directory without one
+    model, before = victim
+    with pytest.raises(ValueError, match="names published for vit_b16"):
+        load_preset_weights(model, "vit_b16", "augreg_in42k")
+    with pytest.raises(FileNotFoundError, match="no/such.npz"):
+        load_preset_weights(model, "vit_b16", "no/such.npz")
+    failing_load(victim, "augreg_in21k", ValueError, "matches no preset")  # the fixture is no preset
+    assert_unchanged(model, before)
+
+
+@pytest.mark.single_backend
+def test_canonical_names_cover_every_model_weight():
+    model = build(representation_size=8)
+    variables = model_variables(model)
+    assert len(variables) == len(model.weights)
+    assert {id(v) for v in variables.values()} == {id(v) for v in model.weights}
+
+
+# --- fine-tuning from the command line ---------------------------------------------------------
+
+
+@pytest.mark.single_backend
+def test_cli_fine_tunes_a_new_head_on_the_frozen_checkpoint(tmp_path, capsys):
+    """`vit-keras train --weights CHECKPOINT --freeze-backbone`: the timm checkpoint's backbone
+    is loaded and kept, a new 2-class head learns dark vs bright images."""
+    import keras
+
+    from vit_keras import cli
+
+    rng = np.random.default_rng(0)
+
+    def split(n):
+        labels = rng.integers(0, 2, n)
+        dark, bright = rng.integers(0, 106, (n, 32, 32, 3)), rng.integers(150, 256, (n, 32, 32, 3))
+        return np.where(labels[:, None, None, None] == 1, bright, dark).astype("uint8"), labels
+
+    (x_train, y_train), (x_test, y_test) = split(320), split(64)
+    np.savez(tmp_path / "data.npz", x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    output = tmp_path / "run"
+    code = cli.main([
+        "train", "--dataset", f"npz:{tmp_path / 'data.npz'}", "--preset", "vit_ti16", "--image-size", "32",
+        "--patch-size", str(CONFIG["patch"]), "--embed-dim", str(CONFIG["dim"]), "--depth", str(CONFIG["depth"]),
+        "--num-heads", str(CONFIG["heads"]), "--mlp-dim", str(CONFIG["mlp"]), "--preprocessing", "symmetric",
+        "--augment", "none", "--weights", str(TIMM), "--freeze-backbone", "--epochs", "2", "--batch-size", "32",
+        "--lr", "0.01", "--warmup", "0", "--no-tensorboard", "--no-export", "--quiet", "--output", str(output),
+    ])
+    capsys.readouterr()
+    assert code == 0
+    results = json.loads((output / "results.json").read_text())
+    assert results["test_accuracy"] >= 0.9
+    tuned = keras.saving.load_model(output / "model.keras", compile=False)
+    reference_model = build()
+    load_pretrained(reference_model, GOOGLE)
+    for name in ("patch_embedding", "encoder_block_1", "encoder_norm"):
+        for got, want in zip(tuned.get_layer(name).weights, reference_model.get_layer(name).weights):
+            np.testing.assert_array_equal(to_numpy(got), to_numpy(want))
+    assert to_numpy(tuned.get_layer("head").kernel).shape == (CONFIG["dim"], 2)
