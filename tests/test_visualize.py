@@ -1,0 +1,262 @@
+"""Attention rollout, position-embedding similarity, confusion matrices and `vit-keras plot`."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+import vit_keras
+from vit_keras import visualize
+from vit_keras.cli import main as cli_main
+from vit_keras.curves import read_metrics
+from vit_keras.data import SAMPLE_PATH
+
+# The seed's model: 28x28 digits, patches of 7 (a 4x4 grid), one block of width 100, one head.
+SEED_MODEL = dict(image_size=28, in_channels=1, embed_dim=100, patch_size=7, depth=1, num_heads=1,
+                  num_classes=10, mlp_ratio=4.0, dropout=0.1, preprocessing="mnist")
+
+
+def png_size(path):
+    assert path.is_file() and path.stat().st_size > 1000
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        return image.size
+
+
+def digit_regions(images):
+    """(ink, halo): the digit's pixels, and those within 2 pixels of one (the stroke's blur)."""
+    ink = images[..., 0] > 0
+    halo = np.zeros_like(ink)
+    padded = np.pad(ink, ((0, 0), (2, 2), (2, 2)))
+    for dy in range(5):
+        for dx in range(5):
+            halo |= padded[:, dy : dy + 28, dx : dx + 28]
+    return ink, halo
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    with np.load(SAMPLE_PATH) as arrays:
+        return {key: arrays[key] for key in ("x_train", "y_train", "x_test", "y_test")}
+
+
+def fit_seed_model(x, y, epochs, callbacks=()):
+    keras.utils.set_random_seed(0)
+    model = vit_keras.ViT(**SEED_MODEL)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    split = len(x) * 7 // 8
+    model.fit(x[:split], y[:split], validation_data=(x[split:], y[split:]), batch_size=64,
+              epochs=epochs, verbose=0, callbacks=list(callbacks))
+    return model
+
+
+@pytest.fixture(scope="module")
+def fitted_run(mnist, tmp_path_factory):
+    """A run directory as `vit-keras train` writes it: a short `model.fit` with a CSVLogger."""
+    run_dir = tmp_path_factory.mktemp("run")
+    x, y = mnist["x_train"][:800, ..., None].astype("float32"), mnist["y_train"][:800]
+    logger = keras.callbacks.CSVLogger(str(run_dir / "metrics.csv"))
+    model = fit_seed_model(x, y, epochs=2, callbacks=[logger])
+    model.save(run_dir / "model.keras")
+    (run_dir / "config.json").write_text(json.dumps({"args": {"dataset": "mnist-sample", "seed": 0}}))
+    return model, run_dir
+
+
+def untrained(**overrides):
+    keras.utils.set_random_seed(1)
+    return vit_keras.ViT(**{**SEED_MODEL, **overrides})
+
+
+# ----------------------------------------------------------------------------- rollout
+
+
+@pytest.mark.single_backend
+def test_rollout_adds_identity_renormalises_and_multiplies_through_layers():
+    rng = np.random.default_rng(0)
+    layers = [rng.dirichlet(np.ones(5), size=(2, 3, 5)) for _ in range(2)]  # (batch, heads, T, T)
+    expected = []
+    for b in range(2):
+        joint = np.eye(5)
+        for weights in layers:
+            a = weights[b].mean(axis=0) + np.eye(5)
+            joint = (a / a.sum(axis=1, keepdims=True)) @ joint
+        expected.append(joint[0, 1:])
+    np.testing.assert_allclose(visualize.rollout(layers), np.stack(expected), rtol=1e-12)
+    # Uniform attention spreads the class token evenly over the patches.
+    uniform = [np.full((1, 2, 5, 5), 0.2)]
+    np.testing.assert_allclose(visualize.rollout(uniform), np.full((1, 4), 0.1))
+    gap = visualize.rollout(layers, from_tokens="patches")
+    assert gap.shape == (2, 4) and not np.allclose(gap, visualize.rollout(layers))
+
+
+@pytest.mark.parametrize(
+    "overrides, layout",
+    [({}, (28, 28, 1)),
+     (dict(image_size=32, in_channels=3, patch_size=4, embed_dim=32, depth=2, num_heads=4,
+           pooling="gap", data_format="channels_first", preprocessing="unit"), (3, 32, 32))],
+)
+def test_attention_rollout_maps_are_normalised_and_leave_the_model_alone(overrides, layout, tmp_path):
+    model = untrained(**overrides)
+    images = np.random.default_rng(0).uniform(0, 255, (5,) + layout).astype("float32")
+    before = model.predict(images, verbose=0)
+    maps = visualize.attention_rollout(model, images)
+    height, width = (28, 28) if layout[0] == 28 else (32, 32)
+    assert maps.shape == (5, height, width) and maps.dtype == np.float32
+    assert np.all(np.isfinite(maps)) and maps.min() >= 0
+    np.testing.assert_allclose(maps.max(axis=(1, 2)), 1.0, rtol=1e-6)
+    assert np.all(maps.std(axis=(1, 2)) > 0)  # a map, not a constant
+    scores = visualize.attention_scores(model, images)
+    assert len(scores) == model.depth
+    tokens = 1 + model.grid_size[0] * model.grid_size[1]
+    assert scores[0].shape == (5, model.num_heads, tokens, tokens)
+    np.testing.assert_allclose(scores[-1].sum(axis=-1), 1.0, rtol=1e-5)
+    # The separate pass leaves the model's own forward pass (and its outputs) unchanged.
+    assert len(model.outputs) == 1
+    np.testing.assert_array_equal(model.predict(images, verbose=0), before)
+    model.save(tmp_path / "m.keras")  # and saving it still writes the model's own graph only
+    reloaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert [layer.name for layer in reloaded.layers] == [layer.name for layer in model.layers]
+    np.testing.assert_allclose(reloaded.predict(images, verbose=0), before, atol=1e-5)
+
+
+@pytest.mark.single_backend  # the training is the cost; the rollout itself is tested on every backend
+def test_rollout_of_a_trained_model_falls_on_the_digit(mnist):
+    x, y = mnist["x_train"][:4000, ..., None].astype("float32"), mnist["y_train"][:4000]
+    model = fit_seed_model(x, y, epochs=3)
+    images = mnist["x_test"][:200, ..., None].astype("float32")
+    labels = mnist["y_test"][:200]
+    accuracy = np.mean(np.argmax(model.predict(images, verbose=0), axis=-1) == labels)
+    assert accuracy > 0.5, f"the model did not learn: test accuracy {accuracy:.3f}"
+    maps = visualize.attention_rollout(model, images)
+    ink, halo = digit_regions(images)
+    mass = maps.sum(axis=(1, 2))
+    on_digit = (maps * halo).sum(axis=(1, 2)) / mass
+    # The digit and its 2-pixel halo cover about 40% of the image, yet hold most of the mass.
+    assert halo.mean() < 0.45
+    assert np.mean(on_digit) > 0.6, f"mean share of the map on the digit: {np.mean(on_digit):.3f}"
+    assert np.mean(on_digit > 0.5) > 0.75
+    # Per pixel, the digit's strokes get several times the attention of the empty background.
+    density = (maps * ink).sum((1, 2)) / ink.sum((1, 2)) / ((maps * ~halo).sum((1, 2)) / (~halo).sum((1, 2)))
+    assert np.median(density) > 2.5, f"ink / background attention density: {np.median(density):.2f}"
+
+
+# ----------------------------------------------------------------------------- pictures
+
+
+def test_plot_attention_writes_one_row_per_image(fitted_run, mnist, tmp_path):
+    model, _ = fitted_run
+    one = visualize.plot_attention(model, mnist["x_test"][0].astype("float32"), tmp_path / "one.png")
+    assert png_size(one) == (900, 300)  # (H, W) grey image accepted for a 1-channel model
+    rows = visualize.plot_attention(model, mnist["x_test"][:3, ..., None], tmp_path / "sub" / "three.png")
+    assert png_size(rows) == (900, 900)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["one.png", "sub", "three.png"]  # no leftovers
+    pixels = np.asarray(Image.open(one).convert("L"), dtype=float)
+    assert pixels.std() > 20  # a picture, not a blank canvas
+
+
+def test_position_embedding_similarity_and_plot(tmp_path):
+    model = untrained(image_size=32, patch_size=4, embed_dim=64, num_heads=2)
+    rows, cols = model.grid_size
+    # A 2-D sine-cosine table: nearby patches are more alike than distant ones.
+    ys, xs = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+    freqs = 1.0 / 10000 ** (np.arange(16) / 16)
+    angles = np.concatenate([ys.reshape(-1, 1) * freqs, xs.reshape(-1, 1) * freqs], axis=1)
+    table = np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
+    table = np.concatenate([np.zeros((1, 64)), table])[None].astype("float32")
+    model.get_layer("position_embedding").set_table(table)
+    similarity = visualize.position_similarity(model)
+    assert similarity.shape == (rows, cols, rows, cols)
+    flat = similarity.reshape(rows * cols, rows * cols)
+    np.testing.assert_allclose(np.diag(flat), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(flat, flat.T, atol=1e-12)
+    assert similarity[3, 3, 3, 4] > similarity[3, 3, 3, 7] and similarity[3, 3, 4, 3] > similarity[3, 3, 7, 3]
+    assert np.argmax(similarity[2, 5].reshape(-1)) == 2 * cols + 5
+    path = visualize.plot_position_embeddings(model, tmp_path / "pos.png")
+    assert png_size(path) == (600, 600)
+    bigger = visualize.plot_position_embeddings(model, tmp_path / "big.png", size_inches=8)
+    assert png_size(bigger) == (800, 800)
+
+
+@pytest.mark.single_backend
+def test_confusion_matrix_counts_and_plot(tmp_path):
+    labels = np.array([0, 0, 1, 2, 2, 2])
+    predictions = np.array([0, 1, 1, 2, 0, 2])
+    np.testing.assert_array_equal(
+        visualize.confusion_matrix(labels, predictions, 3), [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
+    )
+    path = visualize.plot_confusion_matrix(labels, predictions, tmp_path / "cm.png", ["a", "b", "c"])
+    assert png_size(path) == (600, 600)
+    with pytest.raises(ValueError, match="predictions must be integer classes in \\[0, 3\\)"):
+        visualize.confusion_matrix(labels, predictions + 1, 3)
+    with pytest.raises(ValueError, match="same length"):
+        visualize.confusion_matrix(labels, predictions[:4], 3)
+    with pytest.raises(ValueError, match="class_names must have num_classes=4 entries; found 3"):
+        visualize.plot_confusion_matrix(labels, predictions, tmp_path / "x.png", ["a", "b", "c"], 4)
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_bad_images_models_and_paths_raise_clear_errors(tmp_path):
+    model = untrained()
+    good = np.zeros((2, 28, 28, 1), "float32")
+    expected = r"images must have shape \(batch,\) \+ \(28, 28, 1\).*found shape \(2, 32, 32, 1\)"
+    with pytest.raises(ValueError, match=expected):
+        visualize.attention_rollout(model, np.zeros((2, 32, 32, 1), "float32"))
+    with pytest.raises(ValueError, match=r"found shape \(2, 28, 28, 3\)"):
+        visualize.attention_rollout(model, np.zeros((2, 28, 28, 3), "float32"))
+    with pytest.raises(ValueError, match=r"found shape \(1, 28, 28, 3\)"):
+        visualize.plot_attention(model, np.zeros((28, 28, 3)), tmp_path / "a.png")
+    with pytest.raises(ValueError, match="images must be finite"):
+        visualize.attention_rollout(model, np.full_like(good, np.nan))
+    with pytest.raises(ValueError, match="images must be real numbers"):
+        visualize.attention_rollout(model, np.full(good.shape, "x"))
+
+    plain = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    with pytest.raises(ValueError, match="model must contain TransformerEncoderBlock layers"):
+        visualize.attention_rollout(plain, good)
+    with pytest.raises(ValueError, match="model must contain a PositionEmbedding layer"):
+        visualize.plot_position_embeddings(plain, tmp_path / "p.png")
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    with pytest.raises(OSError, match="cannot create its directory"):
+        visualize.plot_attention(model, good[0], blocker / "attention.png")
+    with pytest.raises(OSError, match="cannot create its directory"):
+        visualize.plot_position_embeddings(model, blocker / "sub" / "pos.png")
+    with pytest.raises(ValueError, match="path must end in .png; found"):
+        visualize.plot_position_embeddings(model, tmp_path / "pos.jpg")
+    (tmp_path / "dir.png").mkdir()
+    with pytest.raises(IsADirectoryError, match="found the directory"):
+        visualize.plot_position_embeddings(model, tmp_path / "dir.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "dir.png"]  # nothing half-written
+
+
+# ----------------------------------------------------------------------------- vit-keras plot
+
+
+def test_cli_plot_writes_curves_confusion_attention_and_positions(fitted_run, tmp_path, capsys):
+    _, run_dir = fitted_run
+    losses = read_metrics(run_dir / "metrics.csv")["loss"]
+    assert len(losses) == 2 and losses[1] < losses[0]  # the short fit learned something
+    out = tmp_path / "plots"
+    assert cli_main(["plot", str(run_dir), "--out", str(out), "--examples", "2"]) == 0
+    names = ("curves", "confusion_matrix", "attention", "position_embeddings")
+    assert capsys.readouterr().out.split() == [str(out / f"{n}.png") for n in names]
+    assert png_size(out / "attention.png") == (900, 600)
+    assert png_size(out / "position_embeddings.png") == (600, 600)
+    assert png_size(out / "confusion_matrix.png") == (600, 600)
+    png_size(out / "curves.png")
+
+
+@pytest.mark.single_backend
+def test_cli_plot_rejects_a_missing_or_empty_run_directory(tmp_path, capsys):
+    assert cli_main(["plot", str(tmp_path / "nope")]) == 2
+    assert "RUN_DIR:" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert cli_main(["plot", str(tmp_path / "empty")]) == 2
+    assert "holds neither metrics.csv nor model.keras" in capsys.readouterr().err

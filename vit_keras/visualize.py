@@ -1,0 +1,484 @@
+"""See inside a ViT: attention rollout maps, position-embedding similarity, confusion matrices.
+
+The attention weights come from a separate model over the trained layers whose encoder blocks
+return their attention weights; the model itself keeps its fused attention path. Pictures are
+written as PNG (matplotlib figures outside pyplot) through a temporary file, so a failed plot
+leaves no half-written file. `register_cli` adds `vit-keras plot RUN_DIR`.
+"""
+
+import os
+import sys
+import uuid
+import weakref
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from vit_keras.layers import PositionEmbedding, TransformerEncoderBlock
+from vit_keras.layers.position_embedding import _bilinear_matrix
+
+PANEL_INCHES = 3.0  # side of one picture panel
+DPI = 100
+
+_attention_models = weakref.WeakKeyDictionary()  # model -> its attention-weights model
+
+
+# --------------------------------------------------------------------------- attention rollout
+
+
+def _encoder_blocks(model):
+    blocks = [layer for layer in model.layers if isinstance(layer, TransformerEncoderBlock)]
+    if not blocks:
+        raise ValueError(
+            f"model must contain TransformerEncoderBlock layers (a vit_keras.ViT); found none in "
+            f"{type(model).__name__} {model.name!r} (layers: {[layer.name for layer in model.layers]})."
+        )
+    return blocks
+
+
+class _BlockWithScores(keras.layers.Layer):
+    """Calls a (trained) encoder block in inference mode, returning (tokens, attention weights)."""
+
+    def __init__(self, block, **kwargs):
+        super().__init__(name=f"{block.name}_with_scores", dtype=block.dtype_policy, **kwargs)
+        self.block = block
+
+    def call(self, tokens):
+        return self.block(tokens, training=False, return_attention_scores=True)
+
+    def compute_output_spec(self, tokens):
+        batch, length, _ = tokens.shape
+        scores = keras.KerasTensor((batch, self.block.num_heads, length, length), dtype=self.compute_dtype)
+        return keras.KerasTensor(tokens.shape, dtype=self.compute_dtype), scores
+
+
+def attention_scores_model(model):
+    """A model from the images to every encoder block's attention weights (batch, heads, T, T).
+
+    A separate functional model over `model`'s own layers, in order, up to the last encoder
+    block (dropout skipped), whose blocks return their attention weights; `model` itself, and
+    its fused attention path, are untouched. Built once per model.
+    """
+    cached = _attention_models.get(model)
+    if cached is not None:
+        return cached
+    blocks = _encoder_blocks(model)
+    inputs = keras.Input(tuple(model.input_shape[1:]), name="images")
+    x, scores = inputs, []
+    for layer in model.layers:
+        if isinstance(layer, (keras.layers.InputLayer, keras.layers.Dropout)):
+            continue
+        if isinstance(layer, TransformerEncoderBlock):
+            x, block_scores = _BlockWithScores(layer)(x)
+            scores.append(block_scores)
+            if layer is blocks[-1]:
+                break
+        else:
+            x = layer(x)
+    _attention_models[model] = keras.Model(inputs, scores, name=f"{model.name}_attention")
+    return _attention_models[model]
+
+
+def attention_scores(model, images, batch_size=64):
+    """Every encoder block's attention weights for `images`: a list of (batch, heads, T, T) arrays."""
+    images = _check_images(model, images)
+    scores = attention_scores_model(model).predict(images, batch_size=batch_size, verbose=0)
+    return list(scores) if isinstance(scores, (list, tuple)) else [scores]
+
+
+def _check_images(model, images):
+    """`images` as a float32 batch that fits `model`; a ValueError naming the mismatch otherwise."""
+    images = np.asarray(images)
+    if not np.issubdtype(images.dtype, np.number) or np.issubdtype(images.dtype, np.complexfloating):
+        raise ValueError(f"images must be real numbers; found dtype {images.dtype}.")
+    expected = tuple(model.input_shape[1:])
+    if expected[-1] == 1 and images.shape[1:] == expected[:-1]:
+        images = images[..., None]  # (batch, H, W) grey images for a channels-last 1-channel model
+    if images.ndim != len(expected) + 1 or any(
+        want is not None and found != want for found, want in zip(images.shape[1:], expected)
+    ):
+        raise ValueError(
+            f"images must have shape (batch,) + {expected} for model {model.name!r}; "
+            f"found shape {images.shape}."
+        )
+    if len(images) == 0:
+        raise ValueError(f"images must hold at least one image; found shape {images.shape}.")
+    if not np.all(np.isfinite(images)):
+        raise ValueError("images must be finite; found NaN or infinite values.")
+    return images.astype("float32")
+
+
+def _image_hw(model):
+    """(height, width) of the model's images and its patch grid (rows, columns)."""
+    if hasattr(model, "image_size") and hasattr(model, "grid_size"):
+        return tuple(model.image_size), tuple(model.grid_size)
+    table = next((layer for layer in model.layers if isinstance(layer, PositionEmbedding)), None)
+    if table is None:
+        raise ValueError(
+            f"model must contain a PositionEmbedding layer (a vit_keras.ViT); found none in {model.name!r}."
+        )
+    shape = model.input_shape[1:]
+    hw = tuple(shape[1:3]) if getattr(model, "data_format", None) == "channels_first" else tuple(shape[:2])
+    return hw, tuple(table.grid_size)
+
+
+def rollout(scores, num_prefix_tokens=1, from_tokens="class"):
+    """Attention rollout of per-layer attention weights, as NumPy (batch, patch tokens) maps.
+
+    Each layer's weights (batch, heads, T, T) are averaged over the heads, the identity is added
+    for the residual connection and the rows renormalised; the layers are multiplied through
+    (first layer on the right). The map is the class token's row (`from_tokens="class"`) or the
+    mean of the patch tokens' rows (`"patches"`, for global-average-pooled models), over the
+    patch tokens.
+    """
+    if from_tokens not in ("class", "patches"):
+        raise ValueError(f"from_tokens must be 'class' or 'patches'; found {from_tokens!r}.")
+    joint = None
+    for layer_scores in scores:
+        attention = np.asarray(layer_scores, dtype=np.float64).mean(axis=1)
+        attention = attention + np.eye(attention.shape[-1])
+        attention /= attention.sum(axis=-1, keepdims=True)
+        joint = attention if joint is None else attention @ joint
+    if from_tokens == "class":
+        return joint[:, 0, num_prefix_tokens:]
+    return joint[:, num_prefix_tokens:, num_prefix_tokens:].mean(axis=1)
+
+
+def attention_rollout(model, images, batch_size=64):
+    """Per-image attention maps of `model` by attention rollout, upsampled to the image.
+
+    Args:
+        model: a `vit_keras.ViT` (or a model built from its layers).
+        images: a batch in the model's input layout (for one-channel channels-last models,
+            (batch, H, W) is also accepted), in the units the model takes.
+        batch_size: images per forward pass.
+
+    Returns:
+        float32 NumPy array (batch, H, W), non-negative, each map scaled to a maximum of 1.
+        Bilinear upsampling of the patch grid (align_corners=False).
+    """
+    _encoder_blocks(model)  # a clear error for a model without attention layers
+    images = _check_images(model, images)
+    from_tokens = "patches" if getattr(model, "pooling", "token") == "gap" else "class"
+    (height, width), (rows, cols) = _image_hw(model)
+    up_rows, up_cols = _bilinear_matrix(rows, height), _bilinear_matrix(cols, width)
+    maps = []
+    for start in range(0, len(images), batch_size):  # chunks bound the memory of the weights
+        scores = attention_scores(model, images[start : start + batch_size], batch_size)
+        grid = rollout(scores, from_tokens=from_tokens).reshape(-1, rows, cols)
+        maps.append(np.einsum("ah,bw,nhw->nab", up_rows, up_cols, grid))
+    maps = np.maximum(np.concatenate(maps), 0.0)
+    maps /= np.maximum(maps.max(axis=(1, 2), keepdims=True), 1e-12)
+    return maps.astype("float32")
+
+
+# --------------------------------------------------------------------------- writing pictures
+
+
+def _check_png_path(path):
+    """`path` as a Path whose directory exists (created) and is writable; clear errors otherwise."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"path must end in .png; found {str(path)!r}.")
+    if path.is_dir():
+        raise IsADirectoryError(f"path must be a PNG file name; found the directory {str(path)!r}.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OSError(f"path {str(path)!r}: cannot create its directory ({error}).") from error
+    if not os.access(path.parent, os.W_OK):
+        raise PermissionError(f"path {str(path)!r}: its directory is not writable.")
+    return path
+
+
+def _save_figure(figure, path):
+    """Write `figure` as PNG to `path` atomically (temporary file, then rename)."""
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")  # umask permissions
+    try:
+        figure.savefig(temporary, format="png", dpi=DPI)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _figure(width_inches, height_inches):
+    """A matplotlib Figure outside pyplot: no global state, nothing to close, any backend."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width_inches, height_inches), dpi=DPI)
+
+
+def _display_image(model, image):
+    """An (H, W) or (H, W, 3) array in [0, 1] for imshow: channels last, min-max scaled."""
+    image = np.asarray(image, dtype=np.float64)
+    if getattr(model, "data_format", None) == "channels_first":
+        image = np.moveaxis(image, 0, -1)
+    if image.shape[-1] == 1:
+        image = image[..., 0]
+    elif image.shape[-1] != 3:
+        image = image.mean(axis=-1)
+    low, high = image.min(), image.max()
+    return (image - low) / (high - low) if high > low else np.zeros_like(image)
+
+
+def plot_attention(model, images, path):
+    """Save each image, its attention-rollout map and the overlay side by side as a PNG.
+
+    `images` is one image in the model's input layout or a batch (one row per image).
+    The PNG is 900 x 300 pixels per row. Returns the path.
+    """
+    expected = tuple(model.input_shape[1:])
+    images = np.asarray(images)
+    grey_batch = expected[-1] == 1 and images.shape[1:] == expected[:-1]
+    if images.ndim == len(expected) - 1 or (images.ndim == len(expected) and not grey_batch):
+        images = images[None]  # one image
+    path = _check_png_path(path)
+    maps = attention_rollout(model, images)
+    figure = _figure(3 * PANEL_INCHES, PANEL_INCHES * len(images))
+    top = 1.0 - 0.3 / (PANEL_INCHES * len(images))  # 0.3 inch for the titles
+    grid = figure.add_gridspec(len(images), 3, left=0.02, right=0.98, top=top, bottom=0.02,
+                               wspace=0.05, hspace=0.1)
+    for row, (image, attention) in enumerate(zip(images, maps)):
+        shown = _display_image(model, image.reshape(expected))
+        cmap = "gray" if shown.ndim == 2 else None
+        panels = [(shown, cmap, "image"), (attention, "inferno", "attention rollout")]
+        for column, (picture, colours, title) in enumerate(panels):
+            axes = figure.add_subplot(grid[row, column])
+            axes.imshow(picture, cmap=colours, vmin=0, vmax=1)
+            axes.set_axis_off()
+            if row == 0:
+                axes.set_title(title, fontsize=10)
+        axes = figure.add_subplot(grid[row, 2])
+        axes.imshow(shown, cmap=cmap, vmin=0, vmax=1)
+        axes.imshow(attention, cmap="inferno", alpha=0.55, vmin=0, vmax=1)
+        axes.set_axis_off()
+        if row == 0:
+            axes.set_title("overlay", fontsize=10)
+    return _save_figure(figure, path)
+
+
+# --------------------------------------------------------------------------- position embeddings
+
+
+def position_similarity(model):
+    """Cosine similarity of every patch's position embedding to every other's.
+
+    Returns a NumPy array (rows, cols, rows, cols): [i, j] is the map of patch (i, j).
+    """
+    tables = [layer for layer in model.layers if isinstance(layer, PositionEmbedding)]
+    if not tables:
+        raise ValueError(
+            f"model must contain a PositionEmbedding layer (a vit_keras.ViT); found none in "
+            f"{type(model).__name__} {model.name!r}."
+        )
+    layer = tables[0]
+    rows, cols = layer.grid_size
+    table = keras.ops.convert_to_numpy(layer.table).astype(np.float64)[0, layer.num_prefix_tokens :]
+    unit = table / np.maximum(np.linalg.norm(table, axis=-1, keepdims=True), 1e-12)
+    return (unit @ unit.T).reshape(rows, cols, rows, cols)
+
+
+def plot_position_embeddings(model, path, size_inches=6.0):
+    """Save the position-embedding similarity grid (Figure 7 of the ViT paper) as a PNG.
+
+    Cell (i, j) of the grid is a small heat map of the cosine similarity between the position
+    embedding of patch (i, j) and those of all patches. The PNG is `size_inches * 100` pixels
+    square. Returns the path.
+    """
+    path = _check_png_path(path)
+    similarity = position_similarity(model)
+    rows, cols = similarity.shape[:2]
+    gap = 1  # blank pixels between the small maps
+    mosaic = np.full((rows * (rows + gap) - gap, cols * (cols + gap) - gap), np.nan)
+    for i in range(rows):
+        for j in range(cols):
+            top, left = i * (rows + gap), j * (cols + gap)
+            mosaic[top : top + rows, left : left + cols] = similarity[i, j]
+    figure = _figure(size_inches, size_inches)
+    axes = figure.add_axes([0.1, 0.12, 0.7, 0.7])  # square: the mosaic of a square grid fills it
+    image = axes.imshow(mosaic, cmap="viridis", vmin=-1, vmax=1, interpolation="nearest")
+    axes.set_xticks([j * (cols + gap) + (cols - 1) / 2 for j in range(cols)], range(1, cols + 1))
+    axes.set_yticks([i * (rows + gap) + (rows - 1) / 2 for i in range(rows)], range(1, rows + 1))
+    axes.tick_params(length=0, labelsize=8)
+    axes.set_xlabel("input patch column")
+    axes.set_ylabel("input patch row")
+    axes.set_title("Position embedding similarity", fontsize=11, pad=8)
+    for side in axes.spines.values():
+        side.set_visible(False)
+    colour_bar = figure.add_axes([0.83, 0.12, 0.025, 0.7])
+    figure.colorbar(image, cax=colour_bar, label="cosine similarity")
+    return _save_figure(figure, path)
+
+
+# --------------------------------------------------------------------------- confusion matrix
+
+
+def confusion_matrix(labels, predictions, num_classes):
+    """(num_classes, num_classes) counts: row = true class, column = predicted class."""
+    labels, predictions = np.asarray(labels).reshape(-1), np.asarray(predictions).reshape(-1)
+    if labels.shape != predictions.shape:
+        raise ValueError(
+            f"labels and predictions must have the same length; found {labels.shape[0]} and "
+            f"{predictions.shape[0]}."
+        )
+    for name, values in (("labels", labels), ("predictions", predictions)):
+        if values.size and (not np.issubdtype(values.dtype, np.integer) or values.min() < 0
+                            or values.max() >= num_classes):
+            raise ValueError(
+                f"{name} must be integer classes in [0, {num_classes}); found dtype {values.dtype}, "
+                f"range [{values.min()}, {values.max()}]."
+            )
+    counts = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(counts, (labels, predictions), 1)
+    return counts
+
+
+def plot_confusion_matrix(labels, predictions, path, class_names=None, num_classes=None):
+    """Save the confusion matrix of integer `labels` vs `predictions` as a PNG (600 x 600 px).
+
+    Colours are row-normalised (recall per class); each cell shows its count. Returns the path.
+    """
+    if num_classes is None:
+        num_classes = len(class_names) if class_names is not None else (
+            int(max(np.max(labels, initial=0), np.max(predictions, initial=0))) + 1
+        )
+    if class_names is not None and len(class_names) != num_classes:
+        raise ValueError(
+            f"class_names must have num_classes={num_classes} entries; found {len(class_names)}."
+        )
+    path = _check_png_path(path)
+    counts = confusion_matrix(labels, predictions, num_classes)
+    rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    names = [str(n) for n in (class_names if class_names is not None else range(num_classes))]
+    accuracy = np.trace(counts) / max(counts.sum(), 1)
+    figure = _figure(6.0, 6.0)
+    axes = figure.add_axes([0.14, 0.12, 0.8, 0.78])
+    axes.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    if num_classes <= 20:
+        for i in range(num_classes):
+            for j in range(num_classes):
+                axes.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7,
+                          color="white" if rates[i, j] > 0.5 else "black")
+    axes.set_xticks(range(num_classes), names, fontsize=8)
+    axes.set_yticks(range(num_classes), names, fontsize=8)
+    axes.set_xlabel("predicted class")
+    axes.set_ylabel("true class")
+    axes.set_title(f"Confusion matrix ({counts.sum()} images, accuracy {accuracy:.2%})", fontsize=11)
+    return _save_figure(figure, path)
+
+
+# --------------------------------------------------------------------------- vit-keras plot
+
+
+def _test_split(model, dataset, data_dir=None, seed=0):
+    """The `vit_keras.data.Splits` of `dataset` at the model's image size; it must have a test split."""
+    from vit_keras import data as vdata
+
+    (height, width), _ = _image_hw(model)
+    splits = vdata.load_dataset(dataset, data_dir=data_dir, image_size=(height, width),
+                                val_fraction=0.0, seed=seed)
+    if splits.test is None:
+        raise ValueError(f"dataset {dataset!r} has no test split for the confusion matrix.")
+    classes = model.output_shape[-1]
+    if splits.num_classes > classes:
+        raise ValueError(
+            f"dataset {dataset!r} has {splits.num_classes} classes; the model predicts {classes}."
+        )
+    return splits
+
+
+def _test_batches(model, splits, batch_size):
+    """Batches of (images in the model's layout, one-hot labels) of the test split."""
+    import tensorflow as tf
+
+    from vit_keras import data as vdata
+
+    (height, width), _ = _image_hw(model)
+    test = vdata.make_pipeline(splits.test, (height, width), batch_size, model.output_shape[-1], cache=False)
+    if getattr(model, "data_format", None) == "channels_first":
+        test = test.map(lambda x, y: (tf.transpose(x, (0, 3, 1, 2)), y))
+    return test
+
+
+def plot_run(run_dir, out_dir=None, dataset=None, data_dir=None, examples=4, batch_size=128):
+    """Write a run directory's pictures; return {name: path}.
+
+    curves.png (loss and accuracy, train vs validation, from metrics.csv), and from model.keras:
+    confusion_matrix.png (on the run's test split), attention.png (rollout maps of the first
+    `examples` test images) and position_embeddings.png.
+    """
+    from vit_keras.curves import plot_training_curves
+    from vit_keras.train import load_run_model
+
+    if isinstance(examples, bool) or not isinstance(examples, int) or examples < 0:
+        raise ValueError(f"examples must be a non-negative integer; found {examples!r}.")
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"RUN_DIR: {run_dir} is not a directory.")
+    has_metrics, has_model = (run_dir / "metrics.csv").is_file(), (run_dir / "model.keras").is_file()
+    if not (has_metrics or has_model):
+        found = sorted(p.name for p in run_dir.iterdir())
+        raise FileNotFoundError(
+            f"RUN_DIR: {run_dir} holds neither metrics.csv nor model.keras (a `vit-keras train` "
+            f"run directory); found {found or 'nothing'}."
+        )
+    out_dir = Path(out_dir) if out_dir is not None else run_dir
+    written = {}
+    if has_metrics:
+        curves = _check_png_path(out_dir / "curves.png")
+        written["curves"] = plot_training_curves(run_dir / "metrics.csv", curves)
+    if not has_model:
+        return written
+    model, config = load_run_model(run_dir)
+    run_args = config.get("args", {})
+    dataset = dataset or run_args.get("dataset") or "mnist-sample"
+    splits = _test_split(model, dataset, data_dir or run_args.get("data_dir"), run_args.get("seed", 0))
+    test = _test_batches(model, splits, batch_size)
+    labels = np.concatenate([np.argmax(y, axis=-1) for _, y in test.as_numpy_iterator()])
+    predictions = np.argmax(model.predict(test, verbose=0), axis=-1)
+    num_classes = model.output_shape[-1]
+    names = list(splits.class_names)[:num_classes]
+    names += [str(i) for i in range(len(names), num_classes)]
+    written["confusion_matrix"] = plot_confusion_matrix(
+        labels, predictions, out_dir / "confusion_matrix.png", class_names=names
+    )
+    if examples:
+        images, _ = next(iter(_test_batches(model, splits, examples)))
+        written["attention"] = plot_attention(
+            model, keras.ops.convert_to_numpy(images), out_dir / "attention.png"
+        )
+    written["position_embeddings"] = plot_position_embeddings(model, out_dir / "position_embeddings.png")
+    return written
+
+
+def _plot_command(args):
+    try:
+        written = plot_run(args.run_dir, args.out, args.dataset, args.data_dir, args.examples,
+                           args.batch_size)
+    except (ValueError, OSError) as error:
+        print(f"vit-keras plot: error: {error}", file=sys.stderr)
+        return 2
+    for path in written.values():
+        print(path)
+    return 0
+
+
+def register_cli(subparsers):
+    """Add `vit-keras plot RUN_DIR` to the `vit-keras` command line."""
+    parser = subparsers.add_parser(
+        "plot",
+        help="plot a training run: curves, confusion matrix, attention maps, position embeddings",
+        description="Write a training run's pictures: curves.png (loss and accuracy, train vs "
+        "validation), confusion_matrix.png (test split), attention.png (attention rollout) and "
+        "position_embeddings.png.",
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a `vit-keras train` run directory")
+    parser.add_argument("--out", help="where to write the PNGs (default: RUN_DIR)")
+    parser.add_argument("--dataset", help="dataset for the confusion matrix (default: the run's)")
+    parser.add_argument("--data-dir", help="data folder of --dataset (default: the run's)")
+    parser.add_argument("--examples", type=int, default=4, help="test images in attention.png (4)")
+    parser.add_argument("--batch-size", type=int, default=128, help="prediction batch size (128)")
+    parser.set_defaults(func=_plot_command)
