@@ -1,0 +1,278 @@
+"""Training: the optimizer pieces, `vit-keras train/evaluate/predict`, resumption and bad input."""
+
+import argparse
+import json
+import pathlib
+
+import keras
+import numpy as np
+import pytest
+
+from vit_keras import ViT, optim, train
+from vit_keras.curves import plot_training_curves
+
+QUICK = ["--preset", "seed", "--augment", "none", "--no-tensorboard", "--no-export", "--batch-size", "64"]
+
+
+def tiny_vit(**kwargs):
+    config = dict(image_size=8, patch_size=4, in_channels=1, num_classes=3, embed_dim=8, depth=2,
+                  num_heads=2, mlp_dim=16)
+    return ViT(**{**config, **kwargs})
+
+
+@pytest.fixture(scope="module")
+def tiny_npz(tmp_path_factory):
+    """`npz:PATH` of 512 train + 128 test digits from the bundled sample (fast plumbing runs)."""
+    from vit_keras.data import SAMPLE_PATH, load_npz
+
+    (x_train, y_train), (x_test, y_test) = load_npz(SAMPLE_PATH)
+    path = tmp_path_factory.mktemp("tiny") / "digits.npz"
+    np.savez(path, x_train=x_train[:512], y_train=y_train[:512], x_test=x_test[:128], y_test=y_test[:128])
+    return ["--dataset", f"npz:{path}"]
+
+
+def run_cli(argv, capsys):
+    parser = argparse.ArgumentParser()
+    train.register_cli(parser.add_subparsers())
+    args = parser.parse_args(argv)
+    code = args.func(args)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+# ----------------------------------------------------------------------------- optimizer
+
+
+def test_weight_decay_skips_biases_norms_class_token_and_position_table():
+    model = tiny_vit()
+    skipped = {v.path for v in optim.no_decay_variables(model)}
+    assert any("class_token" in p for p in skipped) and any("position_embedding" in p for p in skipped)
+    assert any(p.endswith("bias") for p in skipped) and any(p.endswith("gamma") for p in skipped)
+    assert not any(p.endswith("kernel") for p in skipped)
+    optimizer = optim.make_optimizer(model, learning_rate=1e-3, total_steps=10, weight_decay=0.1)
+    optimizer.build(model.trainable_variables)
+    decayed = {v.path for v in model.trainable_variables if optimizer._use_weight_decay(v)}
+    assert decayed and not decayed & skipped
+    assert "head/kernel" in decayed
+
+
+def test_warmup_then_cosine_schedule():
+    schedule = optim.warmup_cosine(1e-3, total_steps=110, warmup_steps=10)
+    values = [float(schedule(step)) for step in (0, 5, 10, 60, 110)]
+    np.testing.assert_allclose(values, [0.0, 5e-4, 1e-3, 5e-4, 0.0], atol=1e-9)
+
+
+def test_layer_decay_scales_the_learning_rate_per_block():
+    model = tiny_vit()
+    scales = optim.layer_scales(model, 0.5)
+    assert scales["head/kernel"] == 1.0
+    assert scales[model.get_layer("encoder_block_1").trainable_variables[0].path] == 0.5
+    assert scales[model.get_layer("encoder_block_0").trainable_variables[0].path] == 0.25
+    assert scales[model.get_layer("patch_embedding").trainable_variables[0].path] == 0.125
+    optimizer = optim.make_optimizer(model, learning_rate=1e-2, total_steps=10, weight_decay=0.0,
+                                     clipnorm=0, layer_decay=0.5)
+    before = {v.path: keras.ops.convert_to_numpy(v) for v in model.trainable_variables}
+    optimizer.apply_gradients([(keras.ops.ones(v.shape), v) for v in model.trainable_variables])
+    step = {v.path: np.abs(keras.ops.convert_to_numpy(v) - before[v.path]).max() for v in model.trainable_variables}
+    np.testing.assert_allclose(step["head/kernel"], 1e-2, rtol=1e-3)  # Adam's first step is lr * sign
+    np.testing.assert_allclose(step[model.get_layer("patch_embedding").trainable_variables[0].path], 1.25e-3, rtol=1e-3)
+    with pytest.raises(ValueError, match=r"layer_decay must be in \(0, 1\]; found 1.5"):
+        optim.make_optimizer(model, layer_decay=1.5)
+
+
+# ----------------------------------------------------------------------------- training runs
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A short run of the seed model on the bundled MNIST sample (shared by the checks below)."""
+    output = tmp_path_factory.mktemp("run") / "seed"
+    args = train.parse_train_args(QUICK + ["--epochs", "2", "--steps-per-epoch", "60", "--pooling", "gap",
+                                           "--lr", "3e-3", "--warmup", "0.2", "--ema", "0.9",
+                                           "--output", str(output), "--quiet"])
+    results = train.train(args)
+    return output, results
+
+
+def test_short_fit_on_the_bundled_sample_learns(trained_run):
+    output, results = trained_run
+    assert results["status"] == "finished" and results["epochs_run"] == 2
+    assert results["test_examples"] == 2000
+    assert results["test_accuracy"] > 0.5, results  # chance is 0.1
+
+
+def test_run_directory_holds_every_artifact(trained_run):
+    output, results = trained_run
+    for name in ("config.json", "metrics.csv", "curves.png", "model.keras", "results.json",
+                 "best.keras", "last.keras"):
+        assert (output / name).is_file(), name
+    assert not (output / "backup").exists()  # deleted once the run finished
+    config = json.loads((output / "config.json").read_text())
+    assert config["backend"] == keras.backend.backend()
+    assert config["versions"]["keras"] == keras.__version__
+    assert config["args"]["lr"] == 3e-3 and config["args"]["ema"] == 0.9
+    assert config["model"]["preprocessing"] == "mnist" and config["model"]["patch_size"] == 7
+    assert config["model"]["pooling"] == "gap" and config["steps_per_epoch"] == 60
+    assert config["dataset"]["sizes"] == {"train": 9000, "validation": 1000, "test": 2000}
+    saved = json.loads((output / "results.json").read_text())
+    assert saved["test_accuracy"] == pytest.approx(results["test_accuracy"])
+    lines = (output / "metrics.csv").read_text().strip().splitlines()
+    assert lines[0].startswith("epoch") and "val_accuracy" in lines[0] and len(lines) == 3
+    assert float(lines[2].split(",")[1]) > float(lines[1].split(",")[1])  # accuracy rose
+    assert (output / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_evaluate_and_predict_take_raw_images(trained_run, tmp_path):
+    output, results = trained_run
+    evaluated = train.evaluate(output)
+    assert evaluated["test_accuracy"] == pytest.approx(results["test_accuracy"], abs=1e-6)
+
+    from vit_keras.data import load_npz, SAMPLE_PATH
+
+    _, (x_test, y_test) = load_npz(SAMPLE_PATH)
+    paths = []
+    for i in range(8):
+        paths.append(str(tmp_path / f"digit{i}.png"))
+        keras.utils.save_img(paths[-1], x_test[i][..., None], scale=False)
+    predictions = train.predict(output, paths, top_k=3)
+    assert [len(p["top"]) for p in predictions] == [3] * 8
+    for p in predictions:
+        scores = [s for _, s in p["top"]]
+        assert scores == sorted(scores, reverse=True) and 0 < sum(scores) <= 1 + 1e-6
+    hits = sum(p["top"][0][0] == str(y) for p, y in zip(predictions, y_test[:8]))
+    assert hits >= 5
+
+
+class StopAfter(keras.callbacks.Callback):
+    """Simulate a killed process: raise after `batches` batches of epoch `epoch` (0-based)."""
+
+    def __init__(self, epoch, batches):
+        super().__init__()
+        self.epoch, self.batches, self.current = epoch, batches, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.current == self.epoch and batch + 1 == self.batches:
+            raise KeyboardInterrupt("killed")
+
+
+class EpochsSeen(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append(epoch)
+
+
+def test_a_killed_run_resumes_where_it_stopped(tmp_path, tiny_npz):
+    output = tmp_path / "run"
+    argv = QUICK + tiny_npz + ["--epochs", "3", "--steps-per-epoch", "8", "--backup-every", "5", "--val-fraction", "0.05",
+                    "--output", str(output), "--quiet"]
+    with pytest.raises(KeyboardInterrupt):
+        train.train(train.parse_train_args(argv), extra_callbacks=[StopAfter(epoch=1, batches=6)])
+    assert (output / "backup").is_dir() and not (output / "results.json").exists()
+    metadata = json.loads((output / "backup" / "training_metadata.json").read_text())
+    assert metadata["epoch"] == 1  # the mid-epoch backup after batch 5 of epoch 1
+
+    seen = EpochsSeen()
+    results = train.train(train.parse_train_args(argv), extra_callbacks=[seen])
+    assert seen.epochs == [1, 2]  # resumed in the interrupted epoch, not from scratch
+    assert results["status"] == "finished"
+    rows = (output / "metrics.csv").read_text().strip().splitlines()[1:]
+    assert [int(r.split(",")[0]) for r in rows] == [0, 1, 2]
+    model = keras.saving.load_model(output / "model.keras", compile=False)
+    assert np.isfinite(keras.ops.convert_to_numpy(model.get_layer("head").kernel)).all()
+    assert not (output / "backup").exists()
+
+
+@pytest.mark.single_backend
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_model(tmp_path, tiny_npz):
+    class Poison(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                kernel = self.model.get_layer("head").kernel
+                kernel.assign(keras.ops.full(kernel.shape, float("nan")))
+
+    output = tmp_path / "run"
+    argv = QUICK + tiny_npz + ["--epochs", "3", "--steps-per-epoch", "4", "--output", str(output), "--quiet"]
+    results = train.train(train.parse_train_args(argv), extra_callbacks=[Poison()])
+    assert results["status"] == "nan_loss" and results["epochs_run"] == 2
+    model = keras.saving.load_model(output / "model.keras", compile=False)
+    assert np.isfinite(keras.ops.convert_to_numpy(model.get_layer("head").kernel)).all()
+
+
+@pytest.mark.single_backend
+def test_cli_train_quiet_prints_json_lines(tmp_path, capsys, tiny_npz):
+    output = tmp_path / "cli"
+    code, out, _ = run_cli(["train"] + QUICK + tiny_npz + ["--epochs", "1", "--steps-per-epoch", "3", "--output", str(output),
+                                                "--quiet"], capsys)
+    assert code == 0
+    records = [json.loads(line) for line in out.strip().splitlines()]
+    assert records[0]["event"] == "epoch" and "val_accuracy" in records[0]
+    assert records[-1]["event"] == "done" and records[-1]["output"] == str(output)
+    code, out, _ = run_cli(["evaluate", str(output)], capsys)
+    assert code == 0 and json.loads(out)["test_examples"] == 128
+
+
+@pytest.mark.single_backend
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--dataset", "imagenet-22k"], "dataset must be one of"),
+        (["--dataset", "folder:/no/such/dir"], "folder /no/such/dir does not exist"),
+        (["--image-size", "30"], "--image-size 30 is not divisible by the patch size 7"),
+        (["--epochs", "0"], "--epochs must be a positive integer; found 0"),
+    ],
+)
+def test_cli_bad_input_fails_before_training(tmp_path, capsys, extra, message):
+    code, _, err = run_cli(["train"] + QUICK + ["--output", str(tmp_path / "r")] + extra, capsys)
+    assert code == 2 and message in err
+    assert not (tmp_path / "r" / "metrics.csv").exists()
+
+
+@pytest.mark.single_backend
+def test_cli_evaluate_and_predict_bad_paths(tmp_path, capsys):
+    code, _, err = run_cli(["evaluate", str(tmp_path / "missing")], capsys)
+    assert code == 2 and "neither a run directory nor a .keras file" in err
+    (tmp_path / "model.keras").write_bytes(b"not a zip")
+    code, _, err = run_cli(["predict", str(tmp_path / "model.keras"), "x.png"], capsys)
+    assert code == 2 and "cannot be loaded" in err
+
+
+@pytest.mark.single_backend
+def test_plot_training_curves(tmp_path):
+    csv = tmp_path / "metrics.csv"
+    csv.write_text("epoch,accuracy,loss,val_accuracy,val_loss\n0,0.5,1.2,0.6,1.0\n1,0.7,0.8,0.75,0.7\n")
+    png = plot_training_curves(csv, tmp_path / "out" / "curves.png")
+    assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 5000
+    with pytest.raises(FileNotFoundError, match="metrics_csv"):
+        plot_training_curves(tmp_path / "none.csv", tmp_path / "x.png")
+
+
+@pytest.mark.single_backend
+def test_fine_tuning_from_pretrained_weights_with_a_frozen_backbone(tmp_path):
+    from test_data import write_image_folder
+
+    from vit_keras.pretrained import load_pretrained
+
+    write_image_folder(tmp_path / "photos", per_class=8, size=(32, 32))
+    checkpoint = str(pathlib.Path(__file__).parent / "fixtures" / "vit_parity" / "vit_google.npz")
+    arch = ["--preset", "vit_ti16", "--image-size", "32", "--patch-size", "8", "--embed-dim", "48",
+            "--depth", "2", "--num-heads", "3", "--mlp-dim", "96"]
+    output = tmp_path / "run"
+    argv = arch + ["--dataset", f"folder:{tmp_path / 'photos'}", "--weights", checkpoint, "--freeze-backbone",
+                   "--epochs", "1", "--batch-size", "4", "--lr", "1e-2", "--precision", "mixed_bfloat16",
+                   "--no-tensorboard", "--no-export", "--output", str(output), "--quiet"]
+    results = train.train(train.parse_train_args(argv))
+    assert results["status"] == "finished" and "test_accuracy" not in results  # no test/ folder
+    reference = ViT(image_size=32, patch_size=8, embed_dim=48, depth=2, num_heads=3, mlp_dim=96, num_classes=2)
+    load_pretrained(reference, checkpoint)
+    tuned = keras.saving.load_model(output / "model.keras", compile=False)
+    for name in ("patch_embedding", "encoder_block_1"):
+        for got, want in zip(tuned.get_layer(name).weights, reference.get_layer(name).weights):
+            np.testing.assert_allclose(keras.ops.convert_to_numpy(got), keras.ops.convert_to_numpy(want))
+    config = json.loads((output / "config.json").read_text())
+    assert config["args"]["precision"] == "mixed_bfloat16" and config["model"]["num_classes"] == 2

@@ -1,0 +1,1 @@
+"""Serving: the TF Serving signatures of an exported model and the TensorFlow-side export."""

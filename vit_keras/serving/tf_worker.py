@@ -1,0 +1,39 @@
+"""Write a `.keras` model as a serving SavedModel in a TensorFlow-backend process.
+
+    KERAS_BACKEND=tensorflow python -m vit_keras.serving.tf_worker MODEL.keras OUTPUT_DIR \
+        [--class-names-json '["a", "b"]'] [--top-k 5]
+
+`vit_keras.export_saved_model` runs this when the model lives under JAX or PyTorch: the
+`.keras` file holds the architecture and weights independently of the backend, so the model
+rebuilt here computes the same function, and the exported graph is the same whatever backend
+trained it.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", help="a .keras file")
+    parser.add_argument("output", help="the SavedModel folder to create")
+    parser.add_argument("--class-names-json", default="null")
+    parser.add_argument("--top-k", type=int, default=5)
+    args = parser.parse_args(argv)
+
+    os.environ["KERAS_BACKEND"] = "tensorflow"
+    import keras
+
+    if keras.backend.backend() != "tensorflow":  # keras was imported before the variable was set
+        sys.exit(f"tf_worker needs the TensorFlow backend; found {keras.backend.backend()!r}.")
+    from vit_keras.export import load_keras_model
+    from vit_keras.serving.signatures import write_saved_model
+
+    model = load_keras_model(args.model)
+    write_saved_model(model, args.output, json.loads(args.class_names_json), args.top_k)
+
+
+if __name__ == "__main__":
+    main()
