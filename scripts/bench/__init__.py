@@ -1,0 +1,1 @@
+"""Helpers of scripts/benchmark.py: analytic FLOPs, the timed workloads and their worker process."""

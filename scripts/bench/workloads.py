@@ -1,0 +1,271 @@
+"""The timed workloads: one model, one task (train / infer / savedmodel), one framework.
+
+`build_workload(spec)` returns a `Workload` whose `run(steps)` performs `steps` steps and
+returns the seconds they took, synchronised (results are materialised before the clock stops).
+Every framework gets the same synthetic batch: `synthetic_batch(spec)` is seeded.
+
+Frameworks ("impl"):
+  vit_keras  this library on the Keras backend of the worker process (KERAS_BACKEND)
+  timm       timm's VisionTransformer on PyTorch (eager, or torch.compile with spec["torch_compile"])
+  keras-hub  keras_hub's ViTBackbone + ViTImageClassifier with their compile defaults
+  matmul     not a model: the machine's matmul peak in float32 and bfloat16 (TensorFlow)
+"""
+
+import dataclasses
+import os
+import shutil
+import tempfile
+import time
+
+import numpy as np
+
+IMPLS = ("vit_keras", "timm", "keras-hub", "matmul")
+TASKS = ("train", "infer", "savedmodel")
+
+
+@dataclasses.dataclass
+class Workload:
+    run: callable  # run(steps) -> seconds
+    info: dict  # what was actually configured (reported with the results)
+    step_multiple: int = 1  # steps must be a multiple of this (steps_per_execution)
+
+
+def synthetic_batch(spec):
+    """The seeded (images, labels) batch every framework trains and infers on, channels-last."""
+    from vit_keras.presets import PRESETS
+
+    arch = PRESETS[spec["preset"]]
+    channels = arch.get("in_channels", 3)
+    rng = np.random.default_rng(0)
+    size = spec["image_size"]
+    images = rng.uniform(0.0, 1.0, (spec["batch_size"], size, size, channels)).astype("float32")
+    labels = rng.integers(0, spec["num_classes"], (spec["batch_size"],)).astype("int32")
+    return images, labels
+
+
+def architecture(spec):
+    """The preset's architecture with the spec's image size and classes."""
+    from vit_keras.presets import PRESETS
+
+    arch = dict(PRESETS[spec["preset"]])
+    arch.update(image_size=spec["image_size"], num_classes=spec["num_classes"])
+    arch.setdefault("in_channels", 3)
+    return arch
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+# ---------------------------------------------------------------- vit_keras
+
+def _keras_loss():
+    import keras
+
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def _keras_optimizer():
+    import keras
+
+    return keras.optimizers.AdamW(learning_rate=1e-4)
+
+
+def _parse_jit(value):
+    return {"true": True, "false": False, "auto": "auto"}[str(value).lower()]
+
+
+def vit_keras_workload(spec):
+    import keras
+
+    from vit_keras import build_preset
+
+    images, labels = synthetic_batch(spec)
+    keras.mixed_precision.set_global_policy(spec["precision"])
+    model = build_preset(spec["preset"], image_size=spec["image_size"], num_classes=spec["num_classes"])
+    jit = _parse_jit(spec.get("jit_compile", "true"))
+    spe = int(spec.get("steps_per_execution", 1))
+    info = {"backend": keras.backend.backend(), "jit_compile": jit, "steps_per_execution": spe}
+    if spec["task"] == "savedmodel":
+        return _savedmodel_workload(model, images, jit, info)
+    model.compile(optimizer=_keras_optimizer(), loss=_keras_loss(), jit_compile=jit, steps_per_execution=spe)
+    if spec["task"] == "train":
+        dataset = _repeated_dataset(images, labels)
+        return Workload(
+            lambda steps: _timed(lambda: model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)),
+            info,
+            step_multiple=spe,
+        )
+    return Workload(lambda steps: _timed(lambda: [model.predict_on_batch(images) for _ in range(steps)]), info)
+
+
+def _repeated_dataset(images, labels):
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensors((images, labels)).repeat().prefetch(tf.data.AUTOTUNE)
+
+
+def _savedmodel_workload(model, images, jit, info):
+    """Export `model` with `vit_keras.performance.export_for_serving`, reload it, time `serve`."""
+    import tensorflow as tf
+
+    from vit_keras.performance import export_for_serving
+
+    path = os.path.join(tempfile.mkdtemp(prefix="vit_bench_"), "savedmodel")
+    export_for_serving(model, path, jit_compile=jit is True)
+    loaded = tf.saved_model.load(path)
+    # `loaded` stays referenced by the closure below: the served function needs its variables alive.
+    shutil.rmtree(os.path.dirname(path), ignore_errors=True)
+    batch = tf.constant(images)
+    info = dict(info, exported_with_xla=jit is True)
+    return Workload(lambda steps: _timed(lambda: [loaded.serve(batch).numpy() for _ in range(steps)]), info)
+
+
+# ---------------------------------------------------------------- keras-hub
+
+def keras_hub_workload(spec):
+    import keras
+    import keras_hub
+
+    images, labels = synthetic_batch(spec)
+    arch = architecture(spec)
+    keras.mixed_precision.set_global_policy(spec["precision"])
+    backbone = keras_hub.models.ViTBackbone(
+        image_shape=(arch["image_size"], arch["image_size"], arch["in_channels"]),
+        patch_size=arch["patch_size"], num_layers=arch["depth"], num_heads=arch["num_heads"],
+        hidden_dim=arch["embed_dim"], mlp_dim=arch["mlp_dim"],
+    )
+    model = keras_hub.models.ViTImageClassifier(backbone=backbone, num_classes=arch["num_classes"])
+    model.compile(optimizer=_keras_optimizer(), loss=_keras_loss())  # jit_compile: keras-hub's default
+    info = {"backend": keras.backend.backend(), "jit_compile": "default"}
+    if spec["task"] == "train":
+        dataset = _repeated_dataset(images, labels)
+        return Workload(
+            lambda steps: _timed(lambda: model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)), info
+        )
+    return Workload(lambda steps: _timed(lambda: [model.predict_on_batch(images) for _ in range(steps)]), info)
+
+
+# ---------------------------------------------------------------- timm
+
+def _import_torchvision():
+    """Import torchvision even where its C++ ops cannot load.
+
+    PyPI's Linux torchvision wheel is a CUDA build: next to the CPU-only torch its `_C.so` does not
+    load, and its import then fails registering fakes for `torchvision::nms`/`qnms`. timm's models do
+    not use those ops, so declaring the two schemas lets the import (and timm) go through.
+    """
+    import sys
+
+    import torch
+
+    try:
+        import torchvision  # noqa: F401
+        return
+    except RuntimeError as error:
+        if "torchvision::nms" not in str(error):
+            raise
+    for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
+        del sys.modules[name]
+    library = torch.library.Library("torchvision", "FRAGMENT")
+    library.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    library.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    _import_torchvision.library = library  # keep the definitions alive
+    import torchvision  # noqa: F401,F811
+
+
+def timm_workload(spec):
+    import contextlib
+
+    import torch
+
+    _import_torchvision()
+    import timm  # noqa: F401  (fails early with a clear ImportError when the extra is missing)
+    from timm.models.vision_transformer import VisionTransformer
+
+    images, labels = synthetic_batch(spec)
+    arch = architecture(spec)
+    device = "cuda" if spec.get("device") == "gpu" else "cpu"
+    model = VisionTransformer(
+        img_size=arch["image_size"], patch_size=arch["patch_size"], in_chans=arch["in_channels"],
+        num_classes=arch["num_classes"], embed_dim=arch["embed_dim"], depth=arch["depth"],
+        num_heads=arch["num_heads"], mlp_ratio=arch["mlp_dim"] / arch["embed_dim"],
+    ).to(device)
+    x = torch.from_numpy(images.transpose(0, 3, 1, 2).copy()).to(device)
+    y = torch.from_numpy(labels.astype("int64")).to(device)
+    bf16 = spec["precision"] == "mixed_bfloat16"
+    autocast = (lambda: torch.autocast(device, dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+    compiled = bool(spec.get("torch_compile"))
+    forward = torch.compile(model) if compiled else model
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    info = {"backend": "torch", "device": device, "torch_compile": compiled, "threads": torch.get_num_threads()}
+
+    if spec["task"] == "train":
+        model.train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+        def step():
+            optimizer.zero_grad(set_to_none=True)
+            with autocast():
+                loss = torch.nn.functional.cross_entropy(forward(x), y)
+            loss.backward()
+            optimizer.step()
+    else:
+        model.eval()
+
+        def step():
+            with torch.inference_mode(), autocast():
+                forward(x)
+
+    def run(steps):
+        def steps_fn():
+            for _ in range(steps):
+                step()
+            sync()
+
+        return _timed(steps_fn)
+
+    return Workload(run, info)
+
+
+# ---------------------------------------------------------------- matmul peak
+
+def matmul_workload(spec):
+    """`run(steps)` returns {dtype: best GFLOP/s} of square matmuls; the orchestrator keeps the max."""
+    import tensorflow as tf
+
+    n = int(spec.get("matmul_size", 2048))
+    operands = {
+        dtype: (tf.random.normal((n, n), dtype=tf.float32), tf.random.normal((n, n), dtype=tf.float32))
+        for dtype in ("float32", "bfloat16")
+    }
+    operands = {d: (tf.cast(a, d), tf.cast(b, d)) for d, (a, b) in operands.items()}
+    matmul = tf.function(lambda a, b: tf.reduce_sum(tf.cast(tf.linalg.matmul(a, b), tf.float32)))
+
+    def run(steps):
+        rates = {}
+        for dtype, (a, b) in operands.items():
+            matmul(a, b).numpy()  # warm-up / trace
+            best = min(_timed(lambda: matmul(a, b).numpy()) for _ in range(max(steps, 3)))
+            rates[dtype] = 2 * n**3 / best / 1e9
+        return rates
+
+    return Workload(run, {"backend": "tensorflow", "matmul_size": n})
+
+
+def build_workload(spec):
+    builders = {
+        "vit_keras": vit_keras_workload,
+        "timm": timm_workload,
+        "keras-hub": keras_hub_workload,
+        "matmul": matmul_workload,
+    }
+    if spec["impl"] not in builders:
+        raise ValueError(f"impl must be one of {list(builders)}; found {spec['impl']!r}.")
+    if spec["impl"] != "matmul" and spec["task"] not in TASKS:
+        raise ValueError(f"task must be one of {list(TASKS)}; found {spec['task']!r}.")
+    if spec["task"] == "savedmodel" and spec["impl"] != "vit_keras":
+        raise ValueError(f"task 'savedmodel' is measured for vit_keras only; found impl {spec['impl']!r}.")
+    return builders[spec["impl"]](spec)

@@ -1,0 +1,137 @@
+"""The fast paths (XLA, steps_per_execution, bfloat16, XLA SavedModel) agree with the plain path."""
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import MNIST_DIR, to_numpy
+from vit_keras import ViT, performance
+from vit_keras.data import read_idx
+
+TINY = dict(image_size=28, in_channels=1, num_classes=10, patch_size=7, embed_dim=32, depth=2,
+            num_heads=2, mlp_dim=64, preprocessing="mnist")
+
+
+def _tiny(**overrides):
+    keras.utils.set_random_seed(0)
+    return ViT(**{**TINY, **overrides})
+
+
+def _images(rng, n=16):
+    return rng.uniform(0, 255, (n, 28, 28, 1)).astype("float32")
+
+
+def _same_weights(model, reference):
+    model.set_weights(reference.get_weights())
+    return model
+
+
+def test_fast_compile_options_fit_the_backend():
+    options = performance.fast_compile_options(steps_per_execution=4)
+    compiled = keras.backend.backend() in ("tensorflow", "jax")
+    assert options == {"jit_compile": compiled, "steps_per_execution": 4 if compiled else 1}
+
+
+@pytest.mark.single_backend
+@pytest.mark.parametrize("bad", [0, -1, 2.5, "8"])
+def test_fast_compile_options_reject_bad_steps(bad):
+    with pytest.raises(ValueError, match="steps_per_execution must be a positive int"):
+        performance.fast_compile_options(steps_per_execution=bad)
+
+
+@pytest.mark.single_backend
+def test_fast_precision_follows_the_hardware(monkeypatch):
+    monkeypatch.setattr(performance, "has_gpu", lambda: False)
+    monkeypatch.setattr(performance, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})
+    assert performance.fast_precision() == "mixed_bfloat16"
+    monkeypatch.setattr(performance, "cpu_flags", lambda: {"avx2", "fma"})
+    assert performance.fast_precision() == "float32"
+
+
+def test_xla_inference_matches_plain(rng):
+    images = _images(rng)
+    plain = _tiny()
+    plain.compile(jit_compile=False)
+    fast = _same_weights(_tiny(), plain)
+    fast.compile(**performance.fast_compile_options())
+    np.testing.assert_allclose(to_numpy(fast.predict_on_batch(images)), to_numpy(plain.predict_on_batch(images)),
+                               atol=1e-4, rtol=1e-4)
+
+
+def test_fast_training_steps_match_plain(rng):
+    """XLA + 2 steps per execution give the same weights as the plain path after 4 SGD steps."""
+    images, labels = _images(rng, 64), rng.integers(0, 10, 64)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    plain = _tiny()
+    start = plain.get_weights()
+    plain.compile(optimizer=keras.optimizers.SGD(0.05), loss=loss, jit_compile=False, steps_per_execution=1)
+    plain_history = plain.fit(images, labels, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    fast = _tiny()
+    fast.set_weights(start)
+    fast.compile(optimizer=keras.optimizers.SGD(0.05), loss=loss, **performance.fast_compile_options(2))
+    fast_history = fast.fit(images, labels, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    moved = max(np.abs(w - s).max() for w, s in zip(plain.get_weights(), start))
+    assert moved > 1e-3, "the plain path did not train"
+    for fast_w, plain_w in zip(fast.get_weights(), plain.get_weights()):
+        np.testing.assert_allclose(fast_w, plain_w, atol=2e-4, rtol=1e-3)
+    np.testing.assert_allclose(fast_history.history["loss"], plain_history.history["loss"], rtol=1e-3)
+
+
+def test_bfloat16_logits_track_float32(rng):
+    images = _images(rng, 32)
+    plain = _tiny()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    fast = _same_weights(_tiny(), plain)
+    assert fast.get_layer("encoder_block_0").compute_dtype == "bfloat16"
+    fast.compile(**performance.fast_compile_options())
+    reference = to_numpy(plain(images))
+    logits = to_numpy(fast.predict_on_batch(images))
+    assert logits.dtype == np.float32  # the head computes in float32
+    assert np.linalg.norm(logits - reference) / np.linalg.norm(reference) < 0.03
+
+
+def _mnist(n_train, n_held_out):
+    """The first images of MNIST's train split: a training part and a held-out part (no test split)."""
+    images = read_idx(MNIST_DIR / "train-images-idx3-ubyte.gz")[: n_train + n_held_out].astype("float32")
+    labels = read_idx(MNIST_DIR / "train-labels-idx1-ubyte.gz")[: n_train + n_held_out].astype("int32")
+    images = images.reshape(-1, 28, 28, 1)
+    return (images[:n_train], labels[:n_train]), (images[n_train:], labels[n_train:])
+
+
+def _train_accuracy(precision, compile_options, train, held_out):
+    keras.mixed_precision.set_global_policy(precision)
+    model = _tiny()
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), metrics=["accuracy"],
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), **compile_options)
+    model.fit(*train, batch_size=32, epochs=2, shuffle=False, verbose=0)
+    keras.mixed_precision.set_global_policy("float32")
+    return model.evaluate(*held_out, batch_size=500, verbose=0)[1]
+
+
+@pytest.mark.skipif(not MNIST_DIR.is_dir(), reason=f"real MNIST is not at {MNIST_DIR}")
+def test_bfloat16_fast_path_learns_mnist_as_well_as_plain():
+    """Plain float32 and XLA + bfloat16 reach the same held-out accuracy on real digits.
+
+    (XLA float32 itself is step-for-step identical to the plain path: see above.)
+    """
+    train, held_out = _mnist(2000, 1000)
+    plain = _train_accuracy("float32", dict(jit_compile=False), train, held_out)
+    bf16 = _train_accuracy("mixed_bfloat16", performance.fast_compile_options(), train, held_out)
+    assert plain > 0.45, f"the plain path did not learn: held-out accuracy {plain:.3f}"
+    assert abs(bf16 - plain) <= 0.04, f"held-out accuracy: float32 {plain:.3f}, mixed_bfloat16 {bf16:.3f}"
+
+
+@pytest.mark.single_backend
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
+def test_xla_savedmodel_serves_the_model(rng, tmp_path, precision):
+    import tensorflow as tf
+
+    keras.mixed_precision.set_global_policy(precision)
+    model = _tiny()
+    images = _images(rng, 8)
+    path = performance.export_for_serving(model, str(tmp_path / "served"))
+    loaded = tf.saved_model.load(path)  # keep a reference: `serve` needs the loaded variables alive
+    served = loaded.serve(tf.constant(images)).numpy()
+    np.testing.assert_allclose(served, to_numpy(model(images)), atol=1e-4 if precision == "float32" else 5e-2)
+    with pytest.raises(FileExistsError, match="not empty"):
+        performance.export_for_serving(model, path)
