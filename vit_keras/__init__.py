@@ -1,25 +1,29 @@
 """vit_keras: the Vision Transformer for Keras 3 (TensorFlow, JAX and PyTorch backends).
 
-Names are imported on first use, so `import vit_keras` does not import Keras: the
-`vit-keras --backend NAME` command line can still choose the backend.
+The model, its layers and presets are imported with the package (so `keras.saving.load_model`
+finds the registered classes); the other tools are imported on first use.
 """
 
 import importlib
 
+from vit_keras import layers
+from vit_keras.model import ViT
+from vit_keras.presets import (
+    PRESETS,
+    build_preset,
+    vit_b16,
+    vit_b32,
+    vit_h14,
+    vit_l16,
+    vit_l32,
+    vit_mnist,
+    vit_s16,
+    vit_ti16,
+)
+
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "ViT": "vit_keras.model",
-    "PRESETS": "vit_keras.presets",
-    "build_preset": "vit_keras.presets",
-    "vit_ti16": "vit_keras.presets",
-    "vit_s16": "vit_keras.presets",
-    "vit_b16": "vit_keras.presets",
-    "vit_b32": "vit_keras.presets",
-    "vit_l16": "vit_keras.presets",
-    "vit_l32": "vit_keras.presets",
-    "vit_h14": "vit_keras.presets",
-    "vit_mnist": "vit_keras.presets",
     "load_pretrained": "vit_keras.pretrained",
     "export_saved_model": "vit_keras.export",
     "DistributionPlan": "vit_keras.distribute",
@@ -28,9 +32,13 @@ _EXPORTS = {
     "plot_attention": "vit_keras.visualize",
     "plot_position_embeddings": "vit_keras.visualize",
 }
-_SUBMODULES = ("layers", "performance", "data", "train", "optim", "visualize", "export", "pretrained", "vit")
+_SUBMODULES = ("performance", "data", "train", "optim", "visualize", "export", "pretrained", "vit")
 
-__all__ = sorted(_EXPORTS) + ["layers", "performance"]
+__all__ = sorted(
+    list(_EXPORTS)
+    + ["PRESETS", "ViT", "build_preset", "layers", "performance"]
+    + ["vit_b16", "vit_b32", "vit_h14", "vit_l16", "vit_l32", "vit_mnist", "vit_s16", "vit_ti16"]
+)
 
 
 def __getattr__(name):

@@ -1,27 +1,16 @@
 """The `vit-keras` command line: train, evaluate, predict, export and plot.
 
 Each command lives in the module that does the work; that module's `register_cli(subparsers)`
-adds its sub-commands, each with `set_defaults(func=...)`. The Keras backend is chosen with
-`--backend` (or `KERAS_BACKEND`) before Keras is imported.
+adds its sub-commands, each with `set_defaults(func=...)`. The `vit-keras` script starts in
+`vit_keras_cli`, which applies `--backend` before this package (and Keras) is imported.
 """
 
 import argparse
 import importlib
-import os
 import sys
 
 CLI_MODULES = ("vit_keras.train", "vit_keras.export", "vit_keras.visualize")
 BACKENDS = ("tensorflow", "jax", "torch")
-
-
-def _select_backend(argv):
-    """Apply `--backend NAME` from argv to KERAS_BACKEND (Keras reads it once, at import)."""
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--backend", choices=BACKENDS)
-    known, _ = pre.parse_known_args(argv)
-    if known.backend:
-        os.environ["KERAS_BACKEND"] = known.backend
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def build_parser():
@@ -43,9 +32,15 @@ def build_parser():
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    _select_backend(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    import keras
+
+    if args.backend and keras.backend.backend() != args.backend:
+        parser.error(
+            f"--backend {args.backend}: Keras was already imported with the "
+            f"{keras.backend.backend()!r} backend; run the `vit-keras` command or set KERAS_BACKEND."
+        )
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
