@@ -20,13 +20,7 @@ def build_parser():
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in CLI_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as error:  # a command module not written yet
-            if error.name == name:
-                continue
-            raise
-        module.register_cli(subparsers)
+        importlib.import_module(name).register_cli(subparsers)
     return parser
 
 
