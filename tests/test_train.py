@@ -217,6 +217,26 @@ def test_cli_train_quiet_prints_json_lines(tmp_path, capsys, tiny_npz):
     assert code == 0 and json.loads(out)["test_examples"] == 128
 
 
+class CompiledWith(keras.callbacks.Callback):
+    """Records how the trainer compiled the model."""
+
+    def on_train_begin(self, logs=None):
+        self.jit_compile = self.model.jit_compile
+        self.steps_per_execution = self.model.steps_per_execution
+
+
+@pytest.mark.parametrize("choice", ["auto", "off"])
+def test_jit_compile_and_steps_per_execution_reach_the_model(tmp_path, tiny_npz, choice):
+    seen = CompiledWith()
+    argv = QUICK + tiny_npz + ["--epochs", "1", "--jit-compile", choice, "--steps-per-execution", "4",
+                               "--output", str(tmp_path / "r"), "--quiet", "--lr", "3e-3"]
+    results = train.train(train.parse_train_args(argv), extra_callbacks=[seen])
+    compiled = keras.backend.backend() in ("tensorflow", "jax")
+    assert seen.jit_compile is (compiled and choice == "auto")
+    assert seen.steps_per_execution == (4 if compiled else 1)  # Keras on PyTorch runs one step per call
+    assert results["status"] == "finished" and np.isfinite(results["test_loss"])
+
+
 @pytest.mark.single_backend
 @pytest.mark.parametrize(
     "extra, message",
@@ -225,6 +245,7 @@ def test_cli_train_quiet_prints_json_lines(tmp_path, capsys, tiny_npz):
         (["--dataset", "folder:/no/such/dir"], "folder /no/such/dir does not exist"),
         (["--image-size", "30"], "--image-size 30 is not divisible by the patch size 7"),
         (["--epochs", "0"], "--epochs must be a positive integer; found 0"),
+        (["--steps-per-execution", "0"], "--steps-per-execution must be a positive integer; found 0"),
     ],
 )
 def test_cli_bad_input_fails_before_training(tmp_path, capsys, extra, message):

@@ -26,6 +26,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "load_pretrained": "vit_keras.pretrained",
     "export_saved_model": "vit_keras.export",
+    "export_onnx": "vit_keras.export",
     "DistributionPlan": "vit_keras.distribute",
     "setup_distribution": "vit_keras.distribute",
     "attention_rollout": "vit_keras.visualize",

@@ -8,6 +8,7 @@ is saved as `.keras` and rebuilt from that file in a TensorFlow-backend subproce
 The signatures are described in `vit_keras.serving.signatures`.
 """
 
+import importlib.util
 import json
 import os
 import pathlib
@@ -96,13 +97,13 @@ def load_keras_model(path):
     return keras.saving.load_model(path, compile=False)
 
 
-def _write_in_subprocess(model_file, path, class_names, top_k):
+def _write_in_subprocess(model_file, path, class_names, top_k, extra=()):
     """Run `vit_keras.serving.tf_worker` under the TensorFlow backend; raise ExportError on failure."""
     env = dict(os.environ, KERAS_BACKEND="tensorflow")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     command = [
         sys.executable, "-m", "vit_keras.serving.tf_worker", str(model_file), str(path),
-        "--class-names-json", json.dumps(class_names), "--top-k", str(top_k),
+        "--class-names-json", json.dumps(class_names), "--top-k", str(top_k), *extra,
     ]
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode != 0:
@@ -188,6 +189,71 @@ def export_saved_model(model, base_dir, version=None, class_names=None, overwrit
     return str(target)
 
 
+# ----------------------------------------------------------------------------- ONNX
+
+
+def _check_onnx_tools():
+    missing = [name for name in ("tf2onnx", "onnx") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ExportError(
+            f"ONNX export needs {' and '.join(missing)}, which are not installed: "
+            f"pip install 'vit-keras3[onnx]' (tf2onnx, onnx, onnxruntime)."
+        )
+
+
+def export_onnx(model, path, overwrite=False, opset=17, top_k=5):
+    """Export an image classifier as one ONNX file at `path`; return that path.
+
+    Args:
+        model: a Keras image classifier under any backend, or a `.keras` file or run directory.
+        path: the `.onnx` file to write; a path without the `.onnx` suffix is taken as a folder,
+            and the file is `path/model.onnx`.
+        overwrite: replace an existing file instead of refusing it.
+        opset: the ONNX opset version.
+        top_k: how many classes `top_k_*` return.
+
+    The graph takes `images`, float32 (batch, H, W, C) raw 0-255 pixels, and returns `logits`,
+    `probabilities`, `top_k_indices` and `top_k_scores` (`vit_keras.serving.onnx_graph`). It is
+    converted under TensorFlow (tf2onnx); a JAX or PyTorch model is rebuilt there from its `.keras`
+    file in a subprocess. The file is written next to its target and renamed into place.
+    """
+    if not isinstance(model, keras.Model):
+        model, _ = resolve_model_path(model)
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset < 13:
+        raise ValueError(f"opset must be an integer >= 13; found {opset!r}.")
+    path = pathlib.Path(path)
+    if path.suffix != ".onnx":
+        path = path / "model.onnx"
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists; choose another path or pass overwrite=True.")
+    if path.exists() and not path.is_file():
+        raise IsADirectoryError(f"path must be a file; found a folder at {path}.")
+    _check_onnx_tools()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
+    try:
+        if keras.backend.backend() == "tensorflow":
+            from vit_keras.serving.onnx_graph import write_onnx
+
+            write_onnx(model if isinstance(model, keras.Model) else load_keras_model(model),
+                       staging, opset=opset, top_k=top_k)
+        else:
+            with tempfile.TemporaryDirectory(prefix="vit_keras_export_") as scratch:
+                model_file = model
+                if isinstance(model, keras.Model):
+                    model_file = pathlib.Path(scratch) / "model.keras"
+                    model.save(model_file)
+                _write_in_subprocess(model_file, staging, None, top_k,
+                                     extra=("--format", "onnx", "--opset", str(opset)))
+        if not staging.is_file():
+            raise ExportError(f"the ONNX export wrote no file at {staging}.")
+        os.replace(staging, path)
+    finally:
+        if staging.exists():
+            staging.unlink()
+    return str(path)
+
+
 # ----------------------------------------------------------------------------- CLI
 
 
@@ -196,11 +262,17 @@ def _export_command(args):
     if args.class_names:
         class_names = [name.strip() for name in args.class_names.split(",")]
     try:
-        path = export_saved_model(
-            args.model, args.output, version=args.version, class_names=class_names,
-            overwrite=args.overwrite, top_k=args.top_k,
-        )
-    except (FileNotFoundError, FileExistsError, NotADirectoryError, ValueError, ExportError) as error:
+        if args.format == "onnx":
+            if args.version is not None or class_names:
+                raise ValueError("--version and --class-names apply to --format saved_model only.")
+            path = export_onnx(args.model, args.output, overwrite=args.overwrite, top_k=args.top_k)
+        else:
+            path = export_saved_model(
+                args.model, args.output, version=args.version, class_names=class_names,
+                overwrite=args.overwrite, top_k=args.top_k,
+            )
+    except (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, ValueError,
+            ExportError) as error:
         print(f"vit-keras export: error: {error}", file=sys.stderr)
         return 2
     print(path)
@@ -211,13 +283,16 @@ def register_cli(subparsers):
     """Add `vit-keras export`."""
     parser = subparsers.add_parser(
         "export",
-        help="export a trained model as a TF Serving SavedModel",
+        help="export a trained model as a TF Serving SavedModel (or ONNX)",
         description="Export a run directory (its model.keras) or a .keras file as a TF Serving "
         "SavedModel at OUTPUT/<version>/, with signatures serving_default (float32 raw pixels), "
-        "serving_uint8 and serving_bytes (encoded JPEG/PNG).",
+        "serving_uint8 and serving_bytes (encoded JPEG/PNG); or, with --format onnx, as one ONNX "
+        "file (OUTPUT if it ends in .onnx, else OUTPUT/model.onnx).",
     )
     parser.add_argument("model", metavar="RUN_DIR_OR_MODEL", help="a vit-keras train run directory or a .keras file")
     parser.add_argument("--output", required=True, help="the model's folder, e.g. saved_models/vit_mnist")
+    parser.add_argument("--format", choices=("saved_model", "onnx"), default="saved_model",
+                        help="saved_model (TF Serving, default) or onnx (needs the onnx extra)")
     parser.add_argument("--version", type=int, help="numeric version (default: the next free one)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing version")
     parser.add_argument("--class-names", help="comma-separated class names (default: from the run's config.json)")

@@ -33,12 +33,14 @@ from vit_keras.curves import plot_training_curves
 from vit_keras.distribute import DISTRIBUTE_MODES, setup_distribution
 from vit_keras.model import ViT
 from vit_keras.optim import make_optimizer, repair_ema_after_fit
+from vit_keras.performance import fast_compile_options
 from vit_keras.presets import PRESETS, preset_config
 
 # The seed project's model: 1 block, 1 head, width 100, patches of 7 on 28x28 digits.
 SEED_MODEL = dict(patch_size=7, embed_dim=100, depth=1, num_heads=1, mlp_ratio=4.0, dropout=0.1)
 MODEL_CHOICES = ("seed",) + tuple(PRESETS)
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+JIT_CHOICES = ("auto", "on", "off")
 MODEL_OVERRIDES = ("patch_size", "embed_dim", "depth", "num_heads", "mlp_dim", "dropout",
                    "attention_dropout", "drop_path", "pooling")
 RUN_FILES = ("config.json", "metrics.csv", "curves.png", "model.keras", "results.json")
@@ -159,6 +161,21 @@ def make_callbacks(output, args, resuming):
     return callbacks
 
 
+def compile_options(args):
+    """`model.compile` keywords for --jit-compile and --steps-per-execution.
+
+    "auto" takes the fast path of `vit_keras.performance`: XLA on TensorFlow and JAX (Keras' own
+    "auto" leaves XLA off on CPU TensorFlow, where it trains a small ViT 1.7x faster), eager on
+    PyTorch.
+    """
+    steps = getattr(args, "steps_per_execution", 1)
+    options = fast_compile_options(steps)
+    choice = getattr(args, "jit_compile", "auto")
+    if choice != "auto":
+        options["jit_compile"] = choice == "on"
+    return options
+
+
 def _say(args, message):
     if args.quiet:
         return
@@ -173,7 +190,9 @@ def train(args, extra_callbacks=()):
     started = time.time()
     if args.precision not in PRECISIONS:
         raise ValueError(f"--precision must be one of {list(PRECISIONS)}; found {args.precision!r}.")
-    for name in ("epochs", "batch_size"):
+    if getattr(args, "jit_compile", "auto") not in JIT_CHOICES:
+        raise ValueError(f"--jit-compile must be one of {list(JIT_CHOICES)}; found {args.jit_compile!r}.")
+    for name in ("epochs", "batch_size", "steps_per_execution"):
         if getattr(args, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive integer; found {getattr(args, name)}.")
     keras.utils.set_random_seed(args.seed)
@@ -209,6 +228,7 @@ def train(args, extra_callbacks=()):
             optimizer=optimizer,
             loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=args.label_smoothing),
             metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+            **compile_options(args),
         )
 
     run_config = {
@@ -477,6 +497,10 @@ def add_train_arguments(parser):
     opt.add_argument("--layer-decay", type=float, help="layer-wise LR decay factor, e.g. 0.75")
     opt.add_argument("--precision", default="float32", choices=PRECISIONS)
     opt.add_argument("--seed", type=int, default=0)
+    opt.add_argument("--jit-compile", default="auto", choices=JIT_CHOICES,
+                     help="XLA: auto (on for TensorFlow/JAX, off for PyTorch), on, off")
+    opt.add_argument("--steps-per-execution", type=int, default=1,
+                     help="training steps per compiled call (TensorFlow/JAX; callbacks see every Nth step)")
     opt.add_argument("--steps-per-epoch", type=int, help="cap the batches per epoch (quick runs)")
 
     run = parser.add_argument_group("run")

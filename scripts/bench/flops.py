@@ -21,9 +21,9 @@ def vit_forward_flops(image_size, patch_size, in_channels, embed_dim, depth, mlp
 
 def preset_forward_flops(preset, image_size, num_classes):
     """Forward FLOPs per image of a `vit_keras` preset at `image_size` with `num_classes`."""
-    from vit_keras.presets import PRESETS  # imports keras; the orchestrator keeps it out of its process
+    from bench.workloads import preset_architecture  # imports keras; the orchestrator keeps it out
 
-    arch = PRESETS[preset]
+    arch = preset_architecture(preset)
     return vit_forward_flops(
         image_size, arch["patch_size"], arch.get("in_channels", 3), arch["embed_dim"],
         arch["depth"], arch["mlp_dim"], num_classes,

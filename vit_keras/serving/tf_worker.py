@@ -1,9 +1,9 @@
-"""Write a `.keras` model as a serving SavedModel in a TensorFlow-backend process.
+"""Write a `.keras` model as a serving SavedModel (or ONNX file) in a TensorFlow-backend process.
 
-    KERAS_BACKEND=tensorflow python -m vit_keras.serving.tf_worker MODEL.keras OUTPUT_DIR \
-        [--class-names-json '["a", "b"]'] [--top-k 5]
+    KERAS_BACKEND=tensorflow python -m vit_keras.serving.tf_worker MODEL.keras OUTPUT \
+        [--class-names-json '["a", "b"]'] [--top-k 5] [--format saved_model|onnx] [--opset 17]
 
-`vit_keras.export_saved_model` runs this when the model lives under JAX or PyTorch: the
+`vit_keras.export_saved_model` and `vit_keras.export_onnx` run this when the model lives under JAX or PyTorch: the
 `.keras` file holds the architecture and weights independently of the backend, so the model
 rebuilt here computes the same function, and the exported graph is the same whatever backend
 trained it.
@@ -21,6 +21,8 @@ def main(argv=None):
     parser.add_argument("output", help="the SavedModel folder to create")
     parser.add_argument("--class-names-json", default="null")
     parser.add_argument("--top-k", type=int, default=5)
+    parser.add_argument("--format", choices=("saved_model", "onnx"), default="saved_model")
+    parser.add_argument("--opset", type=int, default=17)
     args = parser.parse_args(argv)
 
     os.environ["KERAS_BACKEND"] = "tensorflow"
@@ -29,10 +31,15 @@ def main(argv=None):
     if keras.backend.backend() != "tensorflow":  # keras was imported before the variable was set
         sys.exit(f"tf_worker needs the TensorFlow backend; found {keras.backend.backend()!r}.")
     from vit_keras.export import load_keras_model
-    from vit_keras.serving.signatures import write_saved_model
-
     model = load_keras_model(args.model)
-    write_saved_model(model, args.output, json.loads(args.class_names_json), args.top_k)
+    if args.format == "onnx":
+        from vit_keras.serving.onnx_graph import write_onnx
+
+        write_onnx(model, args.output, opset=args.opset, top_k=args.top_k)
+    else:
+        from vit_keras.serving.signatures import write_saved_model
+
+        write_saved_model(model, args.output, json.loads(args.class_names_json), args.top_k)
 
 
 if __name__ == "__main__":

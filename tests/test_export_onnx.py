@@ -1,0 +1,123 @@
+"""ONNX export (`vit_keras.export_onnx`, `vit-keras export --format onnx`) checked with onnxruntime.
+
+The module-scoped export runs under the current backend (TensorFlow in-process; JAX and PyTorch
+through the TensorFlow-backend subprocess), so CI proves all three routes.
+"""
+
+import pathlib
+
+import keras
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+
+import vit_keras
+from vit_keras import export as vexport
+from vit_keras.cli import main as cli_main
+
+IMAGE_SIZE = (16, 12)  # not square, so a height/width swap cannot pass
+
+
+def tiny_vit(**overrides):
+    keras.utils.set_random_seed(0)
+    config = dict(image_size=IMAGE_SIZE, patch_size=4, in_channels=3, num_classes=5, embed_dim=16,
+                  depth=2, num_heads=2, mlp_dim=32, preprocessing="imagenet")
+    return vit_keras.ViT(**{**config, **overrides})
+
+
+def keras_logits(model, images):
+    return keras.ops.convert_to_numpy(model(images, training=False))
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """(model, path, onnxruntime session) for one export under this backend."""
+    root = tmp_path_factory.mktemp("onnx")
+    model = tiny_vit()
+    path = vit_keras.export_onnx(model, root / "tiny.onnx")
+    return model, pathlib.Path(path), onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+
+
+def test_graph_names_inputs_and_outputs(exported):
+    _, path, session = exported
+    (images,) = session.get_inputs()
+    assert (images.name, images.type, images.shape) == ("images", "tensor(float)", ["batch", 16, 12, 3])
+    names = [o.name for o in session.get_outputs()]
+    assert names == ["logits", "probabilities", "top_k_indices", "top_k_scores"]
+    onnx.checker.check_model(onnx.load(path))
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no staging file left
+
+
+@pytest.mark.parametrize("batch", [1, 64])
+def test_onnxruntime_matches_keras(exported, batch):
+    model, _, session = exported
+    images = np.random.default_rng(batch).uniform(0, 255, (batch,) + IMAGE_SIZE + (3,)).astype("float32")
+    logits, probabilities, indices, scores = session.run(None, {"images": images})
+    expected = keras_logits(model, images)
+    assert logits.shape == (batch, 5)
+    np.testing.assert_allclose(logits, expected, atol=1e-5)
+    np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(indices[:, 0], expected.argmax(-1))
+    np.testing.assert_allclose(scores, np.take_along_axis(probabilities, indices.astype(int), -1), atol=1e-6)
+
+
+def test_onnxruntime_rejects_the_wrong_channels(exported):
+    _, _, session = exported
+    with pytest.raises(Exception, match="images"):
+        session.run(None, {"images": np.zeros((2,) + IMAGE_SIZE + (1,), "float32")})
+
+
+def test_existing_file_is_refused_and_overwrite_replaces_it(exported):
+    model, path, _ = exported
+    before = path.read_bytes()
+    with pytest.raises(FileExistsError, match="already exists"):
+        vit_keras.export_onnx(model, path)
+    assert path.read_bytes() == before
+    other = tiny_vit(num_classes=3)
+    vit_keras.export_onnx(other, path, overwrite=True)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert session.get_outputs()[0].shape == ["batch", 3]
+
+
+@pytest.mark.single_backend
+def test_failed_conversion_leaves_no_file(tmp_path, monkeypatch):
+    import vit_keras.serving.onnx_graph as onnx_graph
+
+    def broken(model, path, **kwargs):
+        pathlib.Path(path).write_bytes(b"half")
+        raise RuntimeError("conversion failed")
+
+    monkeypatch.setattr(onnx_graph, "write_onnx", broken)
+    with pytest.raises(RuntimeError, match="conversion failed"):
+        vit_keras.export_onnx(tiny_vit(), tmp_path / "m.onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.single_backend
+@pytest.mark.parametrize("opset", [12, "17", True])
+def test_bad_opset_is_rejected(tmp_path, opset):
+    with pytest.raises(ValueError, match="opset"):
+        vit_keras.export_onnx(tiny_vit(), tmp_path / "m.onnx", opset=opset)
+
+
+@pytest.mark.single_backend
+def test_missing_model_path_is_reported(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        vit_keras.export_onnx(tmp_path / "nope.keras", tmp_path / "m.onnx")
+
+
+@pytest.mark.single_backend
+def test_cli_exports_onnx_from_a_keras_file(tmp_path, capsys):
+    model = tiny_vit()
+    model.save(tmp_path / "model.keras")
+    assert cli_main(["export", str(tmp_path / "model.keras"), "--output", str(tmp_path / "out"),
+                     "--format", "onnx"]) == 0
+    written = pathlib.Path(capsys.readouterr().out.strip())
+    assert written == tmp_path / "out" / "model.onnx"
+    session = onnxruntime.InferenceSession(str(written), providers=["CPUExecutionProvider"])
+    images = np.random.default_rng(0).uniform(0, 255, (3,) + IMAGE_SIZE + (3,)).astype("float32")
+    np.testing.assert_allclose(session.run(["logits"], {"images": images})[0], keras_logits(model, images), atol=1e-5)
+    assert cli_main(["export", str(tmp_path / "model.keras"), "--output", str(tmp_path / "out"),
+                     "--format", "onnx", "--version", "2"]) == 2
+    assert "--version" in capsys.readouterr().err
