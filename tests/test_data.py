@@ -183,6 +183,20 @@ def test_digit_augmentation_jitters_but_keeps_shapes(sample):
     assert float(tf.math.reduce_std(x1)) > 0.92 * float(tf.math.reduce_std(x0))  # jitter, not blur
 
 
+def test_shift_augmentation_moves_digits_by_whole_pixels(sample):
+    plain = vdata.make_pipeline(sample.train, (28, 28), 64, 10, training=True, seed=1)
+    shifted = vdata.make_pipeline(sample.train, (28, 28), 64, 10, training=True, augment="shift", seed=1)
+    x0, x1 = next(iter(plain))[0].numpy()[..., 0], next(iter(shifted))[0].numpy()[..., 0]
+    moved = 0
+    for a, b in zip(x0, x1):  # each image equals the original shifted by (dy, dx), |dy|, |dx| <= 2
+        padded = np.pad(a, 2)
+        matches = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                   if np.array_equal(padded[2 - dy : 30 - dy, 2 - dx : 30 - dx], b)]
+        assert matches, "not a whole-pixel shift of at most 2 px"
+        moved += (0, 0) not in matches
+    assert moved > 32  # most images moved
+
+
 def test_mixup_gives_soft_labels(sample):
     ds = vdata.make_pipeline(sample.train, (28, 28), 64, 10, training=True, mixup=0.4, seed=0)
     _, y = next(iter(ds))

@@ -27,7 +27,7 @@ IDX_FILES = {
 }
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 _IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
-AUGMENTATIONS = ("none", "digits", "natural", "randaugment")
+AUGMENTATIONS = ("none", "shift", "digits", "natural", "randaugment")
 CACHE_LIMIT_BYTES = 2 * 1024**3
 
 
@@ -377,6 +377,8 @@ def augmentation_layers(kind, image_size, seed=0, channels=3):
     height, width = image_size
     if kind == "none":
         return []
+    if kind == "shift":  # whole-pixel shifts of up to 1/14 of the side (2 px on 28x28), like a padded random crop
+        return [keras.layers.RandomTranslation(1 / 14, 1 / 14, fill_mode="constant", interpolation="nearest", seed=seed)]
     if kind == "digits":  # small affine jitter; digits are not flipped. Only the rotation
         # interpolates: three bilinear resamplings in a row blur the strokes (pixel std -12%),
         # a train/test mismatch that costs accuracy.
