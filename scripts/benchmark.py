@@ -92,6 +92,8 @@ def job_specs(args):
         for backend, precision, jit, v_spe in ours:
             if task == "savedmodel" and backend != "tensorflow":
                 continue
+            if backend == "torch":  # Keras on PyTorch runs eagerly, one step per call (fast_compile_options)
+                jit, v_spe = "false", 1
             specs.append(dict(base, impl="vit_keras", task=task, backend=backend, precision=precision,
                               jit_compile=jit, steps_per_execution=v_spe if task == "train" else 1))
         if task == "savedmodel":

@@ -47,10 +47,8 @@ def run(loaded, signature, **inputs):
     return {k: v.numpy() for k, v in loaded.signatures[signature](**inputs).items()}
 
 
-# The accuracy saved_models/README.md documents for this version (97.21%). Issue 4 asks 99%:
-# version 1 was trained for 4 epochs on shared CPUs and falls short; raise this floor to 0.99
-# when a longer run replaces it.
-SHIPPED_ACCURACY_FLOOR = 0.972
+# Issue 4 asks >= 99% of the shipped model; saved_models/README.md documents 99.24%.
+SHIPPED_ACCURACY_FLOOR = 0.99
 
 
 def test_shipped_model_classifies_the_mnist_test_set(shipped, mnist_test):
@@ -61,6 +59,22 @@ def test_shipped_model_classifies_the_mnist_test_set(shipped, mnist_test):
     ])
     accuracy = float(np.mean(predicted == labels))
     assert len(labels) == 10000 and accuracy >= SHIPPED_ACCURACY_FLOOR, accuracy
+
+
+SHIPPED_ONNX = REPO / "saved_models" / "onnx" / "vit_mnist.onnx"
+
+
+def test_shipped_onnx_model_matches_the_saved_model(shipped, mnist_test):
+    import onnxruntime
+
+    images, labels = mnist_test
+    session = onnxruntime.InferenceSession(str(SHIPPED_ONNX), providers=["CPUExecutionProvider"])
+    logits = np.concatenate([session.run(["logits"], {"images": images[i : i + 2000].astype(np.float32)})[0]
+                             for i in range(0, len(images), 2000)])
+    accuracy = float(np.mean(logits.argmax(-1) == labels))
+    assert accuracy >= SHIPPED_ACCURACY_FLOOR, accuracy
+    reference = run(shipped, "serving_default", images=tf.constant(images[:256], tf.float32))["logits"]
+    np.testing.assert_allclose(logits[:256], reference, atol=1e-4)
 
 
 def test_shipped_model_signatures_agree(shipped, mnist_test):

@@ -165,8 +165,7 @@ def compile_options(args):
     """`model.compile` keywords for --jit-compile and --steps-per-execution.
 
     "auto" takes the fast path of `vit_keras.performance`: XLA on TensorFlow and JAX (Keras' own
-    "auto" leaves XLA off on CPU TensorFlow, where it trains a small ViT 1.7x faster), eager on
-    PyTorch.
+    "auto" leaves XLA off on CPU TensorFlow), eager on PyTorch.
     """
     steps = getattr(args, "steps_per_execution", 1)
     options = fast_compile_options(steps)

@@ -99,6 +99,8 @@ def vit_keras_workload(spec):
     model = ViT(**architecture(spec))
     jit = _parse_jit(spec.get("jit_compile", "true"))
     spe = int(spec.get("steps_per_execution", 1))
+    if keras.backend.backend() == "torch":  # Keras on PyTorch: one step per call; eager (fast_compile_options)
+        jit, spe = False, 1
     info = {"backend": keras.backend.backend(), "jit_compile": jit, "steps_per_execution": spe}
     if spec["task"] == "savedmodel":
         return _savedmodel_workload(model, images, jit, info)
