@@ -6,28 +6,20 @@ through the TensorFlow-backend subprocess), so CI proves all three routes.
 
 import pathlib
 
-import keras
 import numpy as np
 import onnx
 import onnxruntime
 import pytest
 
 import vit_keras
-from vit_keras import export as vexport
+from test_export import IMAGE_SIZE, keras_logits
+from test_export import tiny_vit as one_block_vit
 from vit_keras.cli import main as cli_main
-
-IMAGE_SIZE = (16, 12)  # not square, so a height/width swap cannot pass
 
 
 def tiny_vit(**overrides):
-    keras.utils.set_random_seed(0)
-    config = dict(image_size=IMAGE_SIZE, patch_size=4, in_channels=3, num_classes=5, embed_dim=16,
-                  depth=2, num_heads=2, mlp_dim=32, preprocessing="imagenet")
-    return vit_keras.ViT(**{**config, **overrides})
-
-
-def keras_logits(model, images):
-    return keras.ops.convert_to_numpy(model(images, training=False))
+    """test_export's tiny classifier with two encoder blocks."""
+    return one_block_vit(**{"depth": 2, **overrides})
 
 
 @pytest.fixture(scope="module")

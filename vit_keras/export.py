@@ -97,13 +97,14 @@ def load_keras_model(path):
     return keras.saving.load_model(path, compile=False)
 
 
-def _write_in_subprocess(model_file, path, class_names, top_k, extra=()):
+def _write_in_subprocess(model_file, path, class_names, top_k, format, opset):
     """Run `vit_keras.serving.tf_worker` under the TensorFlow backend; raise ExportError on failure."""
     env = dict(os.environ, KERAS_BACKEND="tensorflow")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     command = [
         sys.executable, "-m", "vit_keras.serving.tf_worker", str(model_file), str(path),
-        "--class-names-json", json.dumps(class_names), "--top-k", str(top_k), *extra,
+        "--class-names-json", json.dumps(class_names), "--top-k", str(top_k),
+        "--format", format, "--opset", str(opset),
     ]
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode != 0:
@@ -111,21 +112,31 @@ def _write_in_subprocess(model_file, path, class_names, top_k, extra=()):
         raise ExportError(f"the TensorFlow-backend export of {model_file} failed:\n{tail}")
 
 
-def _write(model, path, class_names, top_k):
-    """Write the SavedModel of `model` (a keras.Model or a .keras path) to the new folder `path`."""
-    if keras.backend.backend() == "tensorflow":
+def write_in_tensorflow(model, path, class_names=None, top_k=5, format="saved_model", opset=17):
+    """Write `model` (TensorFlow backend) to the new `path`: a SavedModel folder or an ONNX file."""
+    if format == "onnx":
+        from vit_keras.serving.onnx_graph import write_onnx
+
+        write_onnx(model, path, opset=opset, top_k=top_k)
+    else:
         from vit_keras.serving.signatures import write_saved_model
 
+        write_saved_model(model, path, class_names=class_names, top_k=top_k)
+
+
+def _write(model, path, class_names, top_k, format="saved_model", opset=17):
+    """Write `model` (a keras.Model or a .keras path) to the new `path` in `format`, from any backend."""
+    if keras.backend.backend() == "tensorflow":
         if not isinstance(model, keras.Model):
             model = load_keras_model(model)
-        write_saved_model(model, path, class_names=class_names, top_k=top_k)
+        write_in_tensorflow(model, path, class_names, top_k, format, opset)
     elif isinstance(model, keras.Model):
         with tempfile.TemporaryDirectory(prefix="vit_keras_export_") as scratch:
             model_file = pathlib.Path(scratch) / "model.keras"
             model.save(model_file)
-            _write_in_subprocess(model_file, path, class_names, top_k)
+            _write_in_subprocess(model_file, path, class_names, top_k, format, opset)
     else:
-        _write_in_subprocess(model, path, class_names, top_k)
+        _write_in_subprocess(model, path, class_names, top_k, format, opset)
 
 
 def export_saved_model(model, base_dir, version=None, class_names=None, overwrite=False, top_k=5):
@@ -232,19 +243,7 @@ def export_onnx(model, path, overwrite=False, opset=17, top_k=5):
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
     try:
-        if keras.backend.backend() == "tensorflow":
-            from vit_keras.serving.onnx_graph import write_onnx
-
-            write_onnx(model if isinstance(model, keras.Model) else load_keras_model(model),
-                       staging, opset=opset, top_k=top_k)
-        else:
-            with tempfile.TemporaryDirectory(prefix="vit_keras_export_") as scratch:
-                model_file = model
-                if isinstance(model, keras.Model):
-                    model_file = pathlib.Path(scratch) / "model.keras"
-                    model.save(model_file)
-                _write_in_subprocess(model_file, staging, None, top_k,
-                                     extra=("--format", "onnx", "--opset", str(opset)))
+        _write(model, staging, None, top_k, format="onnx", opset=opset)
         if not staging.is_file():
             raise ExportError(f"the ONNX export wrote no file at {staging}.")
         os.replace(staging, path)

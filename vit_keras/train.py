@@ -167,11 +167,9 @@ def compile_options(args):
     "auto" takes the fast path of `vit_keras.performance`: XLA on TensorFlow and JAX (Keras' own
     "auto" leaves XLA off on CPU TensorFlow), eager on PyTorch.
     """
-    steps = getattr(args, "steps_per_execution", 1)
-    options = fast_compile_options(steps)
-    choice = getattr(args, "jit_compile", "auto")
-    if choice != "auto":
-        options["jit_compile"] = choice == "on"
+    options = fast_compile_options(args.steps_per_execution)
+    if args.jit_compile != "auto":
+        options["jit_compile"] = args.jit_compile == "on"
     return options
 
 
@@ -189,7 +187,7 @@ def train(args, extra_callbacks=()):
     started = time.time()
     if args.precision not in PRECISIONS:
         raise ValueError(f"--precision must be one of {list(PRECISIONS)}; found {args.precision!r}.")
-    if getattr(args, "jit_compile", "auto") not in JIT_CHOICES:
+    if args.jit_compile not in JIT_CHOICES:
         raise ValueError(f"--jit-compile must be one of {list(JIT_CHOICES)}; found {args.jit_compile!r}.")
     for name in ("epochs", "batch_size", "steps_per_execution"):
         if getattr(args, name) <= 0:

@@ -30,17 +30,14 @@ class Workload:
     step_multiple: int = 1  # steps must be a multiple of this (steps_per_execution)
 
 
-# Benchmarked models that are not library presets: the seed project's MNIST model.
-EXTRA_ARCHITECTURES = {
-    "seed": dict(image_size=28, in_channels=1, num_classes=10, patch_size=7, embed_dim=100, depth=1,
-                 num_heads=1, mlp_dim=400),
-}
-
-
 def preset_architecture(name):
-    """The architecture dict of a `vit_keras` preset or of an `EXTRA_ARCHITECTURES` model."""
-    if name in EXTRA_ARCHITECTURES:
-        return dict(EXTRA_ARCHITECTURES[name])
+    """The architecture dict of a `vit_keras` preset, or of "seed": `vit-keras train --preset seed`."""
+    if name == "seed":
+        from vit_keras.train import SEED_MODEL
+
+        return dict(image_size=28, in_channels=1, num_classes=10, patch_size=SEED_MODEL["patch_size"],
+                    embed_dim=SEED_MODEL["embed_dim"], depth=SEED_MODEL["depth"], num_heads=SEED_MODEL["num_heads"],
+                    mlp_dim=int(SEED_MODEL["embed_dim"] * SEED_MODEL["mlp_ratio"]))
     from vit_keras.presets import PRESETS
 
     return dict(PRESETS[name])
@@ -99,8 +96,6 @@ def vit_keras_workload(spec):
     model = ViT(**architecture(spec))
     jit = _parse_jit(spec.get("jit_compile", "true"))
     spe = int(spec.get("steps_per_execution", 1))
-    if keras.backend.backend() == "torch":  # Keras on PyTorch: one step per call; eager (fast_compile_options)
-        jit, spe = False, 1
     info = {"backend": keras.backend.backend(), "jit_compile": jit, "steps_per_execution": spe}
     if spec["task"] == "savedmodel":
         return _savedmodel_workload(model, images, jit, info)

@@ -30,16 +30,10 @@ def main(argv=None):
 
     if keras.backend.backend() != "tensorflow":  # keras was imported before the variable was set
         sys.exit(f"tf_worker needs the TensorFlow backend; found {keras.backend.backend()!r}.")
-    from vit_keras.export import load_keras_model
-    model = load_keras_model(args.model)
-    if args.format == "onnx":
-        from vit_keras.serving.onnx_graph import write_onnx
+    from vit_keras.export import load_keras_model, write_in_tensorflow
 
-        write_onnx(model, args.output, opset=args.opset, top_k=args.top_k)
-    else:
-        from vit_keras.serving.signatures import write_saved_model
-
-        write_saved_model(model, args.output, json.loads(args.class_names_json), args.top_k)
+    write_in_tensorflow(load_keras_model(args.model), args.output, json.loads(args.class_names_json),
+                        args.top_k, args.format, args.opset)
 
 
 if __name__ == "__main__":
