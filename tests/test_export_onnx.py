@@ -54,6 +54,18 @@ def test_onnxruntime_matches_keras(exported, batch):
     np.testing.assert_allclose(scores, np.take_along_axis(probabilities, indices.astype(int), -1), atol=1e-6)
 
 
+def test_conv_stem_model_exports_with_its_batchnorm_statistics(tmp_path):
+    model = tiny_vit(stem="conv")
+    rng = np.random.default_rng(0)
+    for norm in model.get_layer("conv_stem").stages[1::3]:
+        norm.moving_mean.assign(rng.normal(size=norm.moving_mean.shape).astype("float32"))
+        norm.moving_variance.assign(rng.uniform(0.5, 2.0, size=norm.moving_variance.shape).astype("float32"))
+    path = vit_keras.export_onnx(model, tmp_path / "stem.onnx")
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    images = rng.uniform(0, 255, (8,) + IMAGE_SIZE + (3,)).astype("float32")
+    np.testing.assert_allclose(session.run(["logits"], {"images": images})[0], keras_logits(model, images), atol=1e-5)
+
+
 def test_onnxruntime_rejects_the_wrong_channels(exported):
     _, _, session = exported
     with pytest.raises(Exception, match="images"):

@@ -7,6 +7,7 @@ import pytest
 from conftest import to_numpy
 from vit_keras.layers import (
     ClassToken,
+    ConvStem,
     DropPath,
     PatchEmbedding,
     PositionEmbedding,
@@ -40,6 +41,54 @@ def test_patch_embedding_rejects_indivisible_images():
 def test_patch_embedding_rejects_non_positive_sizes(bad):
     with pytest.raises(ValueError, match="patch_size must be a positive integer"):
         PatchEmbedding(patch_size=bad, embed_dim=4)
+
+
+def _conv3x3_stride2_same(x, kernel):
+    """NumPy 3x3 stride-2 convolution with TensorFlow's "same" padding (extra pad at the end)."""
+    n, h, w, _ = x.shape
+    out_h, out_w = -(-h // 2), -(-w // 2)
+    pad_h, pad_w = max((out_h - 1) * 2 + 3 - h, 0), max((out_w - 1) * 2 + 3 - w, 0)
+    x = np.pad(x, ((0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)))
+    out = np.zeros((n, out_h, out_w, kernel.shape[-1]), "float64")
+    for i in range(3):
+        for j in range(3):
+            out += np.einsum("bhwc,cd->bhwd", x[:, i : i + 2 * out_h : 2, j : j + 2 * out_w : 2], kernel[i, j])
+    return out
+
+
+def test_conv_stem_matches_numpy_reference(rng):
+    images = rng.normal(size=(2, 16, 8, 3)).astype("float32")
+    layer = ConvStem(patch_size=4, embed_dim=8)
+    layer.build(images.shape)
+    convs = [layer.stages[0], layer.stages[3]]
+    assert [c.kernel.shape for c in convs] == [(3, 3, 3, 4), (3, 3, 4, 8)]  # widths double to D
+    for norm in (layer.stages[1], layer.stages[4]):  # non-trivial inference statistics
+        norm.moving_mean.assign(rng.normal(size=norm.moving_mean.shape).astype("float32"))
+        norm.moving_variance.assign(rng.uniform(0.5, 2.0, size=norm.moving_variance.shape).astype("float32"))
+    tokens = to_numpy(layer(images, training=False))
+    assert tokens.shape == (2, 8, 8)  # (16 / 4) * (8 / 4) tokens, row-major
+
+    x = images.astype("float64")
+    for conv, norm in ((layer.stages[0], layer.stages[1]), (layer.stages[3], layer.stages[4])):
+        x = _conv3x3_stride2_same(x, to_numpy(conv.kernel))
+        mean, var = to_numpy(norm.moving_mean), to_numpy(norm.moving_variance)
+        x = (x - mean) / np.sqrt(var + 1e-5) * to_numpy(norm.gamma) + to_numpy(norm.beta)
+        x = np.maximum(x, 0.0)
+    x = np.einsum("bhwc,cd->bhwd", x, to_numpy(layer.projection.kernel)[0, 0]) + to_numpy(layer.projection.bias)
+    np.testing.assert_allclose(tokens, x.reshape(2, 8, 8), atol=1e-4)
+    # In training, BatchNorm normalises with the batch's statistics instead.
+    assert not np.allclose(to_numpy(layer(images, training=True)), tokens, atol=1e-3)
+
+
+@pytest.mark.parametrize("patch_size", [1, 3, 7, 12])
+def test_conv_stem_needs_a_power_of_two_patch(patch_size):
+    with pytest.raises(ValueError, match=rf"power of two .*found patch_size={patch_size}"):
+        ConvStem(patch_size=patch_size, embed_dim=8)
+
+
+def test_conv_stem_rejects_indivisible_images():
+    with pytest.raises(ValueError, match=r"divisible by patch_size=4; found width 10"):
+        ConvStem(patch_size=4, embed_dim=8)(np.zeros((1, 16, 10, 3), "float32"))
 
 
 def test_class_token_is_prepended(rng):
@@ -165,6 +214,7 @@ def test_token_pooling(rng):
     "layer",
     [
         PatchEmbedding(patch_size=4, embed_dim=6, name="pe"),
+        ConvStem(patch_size=8, embed_dim=16, name="stem"),
         ClassToken(name="ct"),
         PositionEmbedding(grid_size=(2, 3), name="pos"),
         TransformerEncoderBlock(num_heads=2, mlp_dim=12, dropout=0.1, drop_path=0.2, name="blk"),

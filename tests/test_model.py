@@ -86,6 +86,8 @@ def test_agreeing_spellings_are_accepted():
         (dict(pooling="max"), r"pooling must be one of \['token', 'gap'\]; found 'max'"),
         (dict(data_format="NCHW"), r"data_format must be one of .*found 'NCHW'"),
         (dict(preprocessing="bogus"), r"preprocessing must be None, one of .*found 'bogus'"),
+        (dict(stem="hybrid"), r"stem must be one of \['patch', 'conv'\]; found 'hybrid'"),
+        (dict(stem="conv", image_size=18, patch_size=6), r"power of two .*found patch_size=6"),
     ],
 )
 def test_bad_configuration_raises(kwargs, message):
@@ -155,6 +157,29 @@ def test_model_learns_a_tiny_task(rng):
     loss, accuracy = model.evaluate(images, labels, verbose=0)
     assert loss < first * 0.5
     assert accuracy >= 0.9
+
+
+def test_conv_stem_model_learns_and_round_trips(tmp_path, rng):
+    images = rng.random((32, 16, 16, 3)).astype("float32")
+    labels = (images[:, :8].mean(axis=(1, 2, 3)) > images[:, 8:].mean(axis=(1, 2, 3))).astype("int32")
+    keras.utils.set_random_seed(0)
+    model = tiny(num_classes=2, stem="conv")
+    assert "conv_stem" in [layer.name for layer in model.layers]
+    assert "patch_embedding" not in [layer.name for layer in model.layers]
+    model.compile(keras.optimizers.Adam(3e-3),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    first = model.evaluate(images, labels, verbose=0)[0]
+    model.fit(images, labels, epochs=40, batch_size=16, verbose=0)
+    loss, accuracy = model.evaluate(images, labels, verbose=0)  # inference: moving statistics
+    assert loss < first * 0.5
+    assert accuracy >= 0.9
+    # BatchNorm's moving statistics moved during fit and travel with the .keras file.
+    norm = model.get_layer("conv_stem").stages[1]
+    assert np.abs(to_numpy(norm.moving_mean)).max() > 1e-3
+    model.save(tmp_path / "stem.keras")
+    restored = keras.saving.load_model(tmp_path / "stem.keras")
+    assert restored.get_config()["stem"] == "conv"
+    np.testing.assert_allclose(to_numpy(restored(images)), to_numpy(model(images)), atol=1e-5)
 
 
 def test_mixed_bfloat16_is_finite_and_close(rng):

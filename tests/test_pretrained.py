@@ -401,6 +401,15 @@ def test_missing_paths_and_unknown_names_raise(victim, tmp_path):
 
 
 @pytest.mark.single_backend
+def test_conv_stem_model_refuses_patch_stem_checkpoints():
+    model = build(stem="conv")
+    before = snapshot(model)
+    with pytest.raises(ValueError, match=r"patch stem; model has stem='conv'.*stem='patch'"):
+        load_pretrained(model, GOOGLE)
+    assert_unchanged(model, before)
+
+
+@pytest.mark.single_backend
 def test_canonical_names_cover_every_model_weight():
     model = build(representation_size=8)
     variables = model_variables(model)

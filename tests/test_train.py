@@ -237,6 +237,17 @@ def test_jit_compile_and_steps_per_execution_reach_the_model(tmp_path, tiny_npz,
     assert results["status"] == "finished" and np.isfinite(results["test_loss"])
 
 
+def test_cli_trains_a_conv_stem_model(tmp_path, tiny_npz):
+    output = tmp_path / "stem"
+    argv = QUICK + tiny_npz + ["--stem", "conv", "--patch-size", "4", "--epochs", "1", "--output", str(output),
+                               "--quiet"]
+    results = train.train(train.parse_train_args(argv))
+    assert results["status"] == "finished" and np.isfinite(results["test_loss"])
+    assert json.loads((output / "config.json").read_text())["model"]["stem"] == "conv"
+    model = keras.saving.load_model(output / "model.keras", compile=False)
+    assert model.stem == "conv" and model.get_layer("conv_stem").patch_size == 4
+
+
 @pytest.mark.single_backend
 @pytest.mark.parametrize(
     "extra, message",
@@ -244,6 +255,7 @@ def test_jit_compile_and_steps_per_execution_reach_the_model(tmp_path, tiny_npz,
         (["--dataset", "imagenet-22k"], "dataset must be one of"),
         (["--dataset", "folder:/no/such/dir"], "folder /no/such/dir does not exist"),
         (["--image-size", "30"], "--image-size 30 is not divisible by the patch size 7"),
+        (["--stem", "conv"], "stem='conv' needs a patch_size that is a power of two"),
         (["--epochs", "0"], "--epochs must be a positive integer; found 0"),
         (["--steps-per-execution", "0"], "--steps-per-execution must be a positive integer; found 0"),
     ],

@@ -5,14 +5,19 @@ import numpy as np
 
 from vit_keras.layers import (
     ClassToken,
+    ConvStem,
     PatchEmbedding,
     PositionEmbedding,
     TokenPooling,
     TransformerEncoderBlock,
 )
+from vit_keras.layers.conv_stem import stem_widths
 from vit_keras.layers.token_pooling import POOLING_MODES
 from vit_keras.preprocessing import normalization_stats, preprocessing_layer
 from vit_keras.validation import check_choice, check_positive, check_rate, image_hw
+
+
+STEMS = ("patch", "conv")
 
 
 def _one_of(setting, default, **spellings):
@@ -42,7 +47,7 @@ def _data_image_shape(x):
 class ViT(keras.Model):
     """Vision Transformer ("An Image is Worth 16x16 Words"), a functional Keras model.
 
-    Images -> [preprocessing] -> PatchEmbedding -> ClassToken -> PositionEmbedding -> dropout
+    Images -> [preprocessing] -> PatchEmbedding (or ConvStem) -> ClassToken -> PositionEmbedding -> dropout
     -> `depth` x TransformerEncoderBlock -> LayerNorm -> pooling -> [pre-logits] -> head.
 
     Args:
@@ -67,6 +72,9 @@ class ViT(keras.Model):
         preprocessing: None (inputs taken as given) or how to map raw 0-255 pixels:
             "unit", "symmetric", "imagenet", "mnist" or {"mean": ..., "std": ...}.
         layer_norm_epsilon: epsilon of every LayerNorm.
+        stem: "patch" (the paper's P x P stride-P Conv2D) or "conv" (ViT_C: 3x3 stride-2
+            convolutions with BatchNorm, for a power-of-two `patch_size`; trains faster on
+            small images, but pretrained checkpoints have the patch stem).
     """
 
     def __init__(
@@ -93,6 +101,7 @@ class ViT(keras.Model):
         num_layers=None,
         num_encoders=None,
         expansion=None,
+        stem="patch",
         name="vit",
         **kwargs,
     ):
@@ -127,6 +136,9 @@ class ViT(keras.Model):
         check_rate("attention_dropout", attention_dropout)
         check_rate("drop_path", drop_path)
         check_choice("data_format", data_format, ("channels_last", "channels_first"))
+        check_choice("stem", stem, STEMS)
+        if stem == "conv":
+            stem_widths(patch_size, embed_dim)  # raises unless patch_size is a power of two
         if include_top:
             check_positive("num_classes", num_classes)
             check_choice("pooling", pooling, POOLING_MODES)
@@ -146,7 +158,10 @@ class ViT(keras.Model):
             x = inputs
         if preprocessing is not None:
             x = preprocessing_layer(preprocessing, in_channels)(x)
-        x = PatchEmbedding(patch_size, embed_dim, name="patch_embedding")(x)
+        if stem == "conv":
+            x = ConvStem(patch_size, embed_dim, name="conv_stem")(x)
+        else:
+            x = PatchEmbedding(patch_size, embed_dim, name="patch_embedding")(x)
         x = ClassToken(name="class_token")(x)
         grid = (height // patch_size, width // patch_size)
         x = PositionEmbedding(grid_size=grid, name="position_embedding")(x)
@@ -192,6 +207,7 @@ class ViT(keras.Model):
         self.data_format = data_format
         self.preprocessing = preprocessing
         self.layer_norm_epsilon = layer_norm_epsilon
+        self.stem = stem
 
     @property
     def input_layout(self):
@@ -264,6 +280,7 @@ class ViT(keras.Model):
             "data_format": self.data_format,
             "preprocessing": self.preprocessing,
             "layer_norm_epsilon": self.layer_norm_epsilon,
+            "stem": self.stem,
         }
 
     @classmethod

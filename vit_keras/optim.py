@@ -47,7 +47,7 @@ def layer_scales(model, layer_decay):
         match = re.fullmatch(r"encoder_block_(\d+)", layer.name)
         if match:
             level = int(match.group(1)) + 1
-        elif layer.name in ("patch_embedding", "class_token", "position_embedding", "preprocessing"):
+        elif layer.name in ("patch_embedding", "conv_stem", "class_token", "position_embedding", "preprocessing"):
             level = 0
         else:
             level = depth + 1

@@ -31,7 +31,7 @@ import numpy as np
 from vit_keras import data as vdata
 from vit_keras.curves import plot_training_curves
 from vit_keras.distribute import DISTRIBUTE_MODES, setup_distribution
-from vit_keras.model import ViT
+from vit_keras.model import STEMS, ViT
 from vit_keras.optim import make_optimizer, repair_ema_after_fit
 from vit_keras.performance import fast_compile_options
 from vit_keras.presets import PRESETS, preset_config
@@ -42,7 +42,7 @@ MODEL_CHOICES = ("seed",) + tuple(PRESETS)
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 JIT_CHOICES = ("auto", "on", "off")
 MODEL_OVERRIDES = ("patch_size", "embed_dim", "depth", "num_heads", "mlp_dim", "dropout",
-                   "attention_dropout", "drop_path", "pooling")
+                   "attention_dropout", "drop_path", "pooling", "stem")
 RUN_FILES = ("config.json", "metrics.csv", "curves.png", "model.keras", "results.json")
 
 
@@ -477,6 +477,8 @@ def add_train_arguments(parser):
     model.add_argument("--attention-dropout", type=float)
     model.add_argument("--drop-path", type=float)
     model.add_argument("--pooling", choices=("token", "gap"))
+    model.add_argument("--stem", choices=STEMS,
+                       help="patch (the paper's patchify Conv2D, default) or conv (3x3 stride-2 convolutions)")
     model.add_argument("--preprocessing", choices=("mnist", "unit", "symmetric", "imagenet", "none"),
                        help="input normalisation layer; default mnist (1 channel) or imagenet")
     model.add_argument("--weights", help="pretrained weights: a path, URL or published name")

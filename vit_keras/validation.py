@@ -29,3 +29,14 @@ def image_hw(name, value):
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         raise ValueError(f"{name} must be an int or a (height, width) pair; found {value!r}.")
     return tuple(check_positive(name, v) for v in value)
+
+
+def check_patchable_images(layer, shape, patch_size):
+    """Raise unless `shape` is (batch, H, W, C) with H and W divisible by `patch_size`."""
+    if len(shape) != 4:
+        raise ValueError(
+            f"{layer} expects images of rank 4 (batch, height, width, channels); found shape {tuple(shape)}."
+        )
+    for axis, size in (("height", shape[1]), ("width", shape[2])):
+        if size is not None and size % patch_size:
+            raise ValueError(f"image {axis} must be divisible by patch_size={patch_size}; found {axis} {size}.")

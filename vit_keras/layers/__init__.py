@@ -1,6 +1,7 @@
 """The building blocks of a Vision Transformer."""
 
 from vit_keras.layers.class_token import ClassToken
+from vit_keras.layers.conv_stem import ConvStem
 from vit_keras.layers.drop_path import DropPath
 from vit_keras.layers.encoder_block import TransformerEncoderBlock
 from vit_keras.layers.patch_embedding import PatchEmbedding
@@ -9,6 +10,7 @@ from vit_keras.layers.token_pooling import TokenPooling
 
 __all__ = [
     "ClassToken",
+    "ConvStem",
     "DropPath",
     "PatchEmbedding",
     "PositionEmbedding",

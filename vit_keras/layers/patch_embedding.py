@@ -3,7 +3,14 @@
 import keras
 from keras import ops
 
-from vit_keras.validation import check_positive
+from vit_keras.validation import check_patchable_images, check_positive
+
+
+def token_shape(image_shape, patch_size, embed_dim):
+    """(batch, H, W, C) -> (batch, (H / P) * (W / P), D), unknown sizes kept as None."""
+    h, w = image_shape[1], image_shape[2]
+    n = None if h is None or w is None else (h // patch_size) * (w // patch_size)
+    return (image_shape[0], n, embed_dim)
 
 
 @keras.saving.register_keras_serializable(package="vit_keras")
@@ -31,33 +38,18 @@ class PatchEmbedding(keras.layers.Layer):
         )
 
     def build(self, input_shape):
-        self._check_image_shape(input_shape)
+        check_patchable_images("PatchEmbedding", input_shape, self.patch_size)
         self.projection.build(input_shape)
 
-    def _check_image_shape(self, shape):
-        if len(shape) != 4:
-            raise ValueError(
-                f"PatchEmbedding expects images of rank 4 (batch, height, width, channels); "
-                f"found shape {tuple(shape)}."
-            )
-        for axis, size in (("height", shape[1]), ("width", shape[2])):
-            if size is not None and size % self.patch_size:
-                raise ValueError(
-                    f"image {axis} must be divisible by patch_size={self.patch_size}; "
-                    f"found {axis} {size}."
-                )
-
     def call(self, images):
-        self._check_image_shape(images.shape)
+        check_patchable_images("PatchEmbedding", images.shape, self.patch_size)
         x = self.projection(images)
         batch = ops.shape(x)[0]
         grid_h, grid_w = x.shape[1], x.shape[2]
         return ops.reshape(x, (batch, grid_h * grid_w, self.embed_dim))
 
     def compute_output_shape(self, input_shape):
-        h, w = input_shape[1], input_shape[2]
-        n = None if h is None or w is None else (h // self.patch_size) * (w // self.patch_size)
-        return (input_shape[0], n, self.embed_dim)
+        return token_shape(input_shape, self.patch_size, self.embed_dim)
 
     def get_config(self):
         config = super().get_config()

@@ -110,6 +110,11 @@ def load_pretrained(model, source, sha256=None, cache_dir=None):
     shape, unknown weight, unreadable file or hash mismatch raises before a variable changes.
     Returns the list of canonical weight names that were loaded.
     """
+    if getattr(model, "stem", "patch") != "patch":
+        raise ValueError(
+            f"pretrained ViT checkpoints have the patch stem; model has stem={model.stem!r}. "
+            f"Build it with stem='patch' to load {source!r}."
+        )
     path = _local_path(model, source, sha256, cache_dir)
     arrays = read_checkpoint(path)
     kind, canonical = to_canonical(arrays, model.num_heads, source=str(path))
