@@ -47,8 +47,8 @@ def run(loaded, signature, **inputs):
     return {k: v.numpy() for k, v in loaded.signatures[signature](**inputs).items()}
 
 
-# Issue 4 asks >= 99% of the shipped model; saved_models/README.md documents 99.24%.
-SHIPPED_ACCURACY_FLOOR = 0.99
+# Issue 4 asks >= 99% of the shipped model; saved_models/README.md documents 99.53% (issue 3 asks 99.5%).
+SHIPPED_ACCURACY_FLOOR = 0.995
 
 
 def test_shipped_model_classifies_the_mnist_test_set(shipped, mnist_test):
