@@ -110,15 +110,18 @@ def _train_accuracy(precision, compile_options, train, held_out):
 
 @pytest.mark.skipif(not MNIST_DIR.is_dir(), reason=f"real MNIST is not at {MNIST_DIR}")
 def test_bfloat16_fast_path_learns_mnist_as_well_as_plain():
-    """Plain float32 and XLA + bfloat16 reach the same held-out accuracy on real digits.
+    """XLA + bfloat16 learns real digits at least as well as plain float32 (within 4 points).
 
+    One-sided: after 2 short epochs both are still climbing steeply, so bfloat16's rounding moves
+    the held-out accuracy either way by several points (on an AMD EPYC without native bfloat16 it
+    was 4.8 points *better*); losing accuracy is what the fast path must not do.
     (XLA float32 itself is step-for-step identical to the plain path: see above.)
     """
     train, held_out = _mnist(2000, 1000)
     plain = _train_accuracy("float32", dict(jit_compile=False), train, held_out)
     bf16 = _train_accuracy("mixed_bfloat16", performance.fast_compile_options(), train, held_out)
     assert plain > 0.45, f"the plain path did not learn: held-out accuracy {plain:.3f}"
-    assert abs(bf16 - plain) <= 0.04, f"held-out accuracy: float32 {plain:.3f}, mixed_bfloat16 {bf16:.3f}"
+    assert bf16 >= plain - 0.04, f"held-out accuracy: float32 {plain:.3f}, mixed_bfloat16 {bf16:.3f}"
 
 
 @pytest.mark.single_backend
