@@ -156,6 +156,12 @@ def test_pipeline_shapes_dtypes_and_raw_pixels(sample):
     assert sum(int(x.shape[0]) for x, _ in test) == 2000
 
 
+def test_pipelines_do_not_autotune(sample):
+    # tf.data autotuning takes cores from the training step on small machines (BENCHMARKS.md)
+    for ds in vdata.pipelines(sample, (28, 28), 32, augment="digits", seed=0):
+        assert ds.options().autotune.enabled is False
+
+
 def test_pipeline_order_is_seeded(sample):
     def labels(seed):
         return first_labels(vdata.make_pipeline(sample.train, (28, 28), 64, 10, training=True, seed=seed))

@@ -455,7 +455,18 @@ def make_pipeline(
 
         if layers or mixers:
             ds = ds.map(apply, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return ds.with_options(_fixed_parallelism()).prefetch(1)
+
+
+def _fixed_parallelism():
+    """tf.data options without autotuning: maps use one thread per core, one batch prefetched.
+
+    Autotuning sizes the input pipeline as if the cores were idle; while the training step
+    uses them it takes cores from the step (BENCHMARKS.md, "tf.data autotuning").
+    """
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return options
 
 
 def pipelines(splits, image_size, batch_size, augment="none", mixup=0.0, cutmix=0.0, seed=0, cache=None):
