@@ -9,6 +9,6 @@ status=0
 for backend in tensorflow jax torch; do
   echo "=== KERAS_BACKEND=$backend"
   if [ "$backend" = tensorflow ]; then marks=""; else marks="not single_backend"; fi
-  KERAS_BACKEND=$backend .venv/bin/python -m pytest -q -m "$marks" "$@" || status=1
+  KERAS_BACKEND=$backend .venv/bin/python -m pytest -q --durations=10 -m "$marks" "$@" || status=1
 done
 exit $status

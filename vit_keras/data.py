@@ -455,11 +455,11 @@ def make_pipeline(
 
         if layers or mixers:
             ds = ds.map(apply, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.with_options(_fixed_parallelism()).prefetch(1)
+    return ds.with_options(fixed_parallelism_options()).prefetch(1)
 
 
-def _fixed_parallelism():
-    """tf.data options without autotuning: maps use one thread per core, one batch prefetched.
+def fixed_parallelism_options():
+    """tf.data options without autotuning: parallel maps use one thread per core.
 
     Autotuning sizes the input pipeline as if the cores were idle; while the training step
     uses them it takes cores from the step (BENCHMARKS.md, "tf.data autotuning").
@@ -488,6 +488,6 @@ def default_augmentation(channels):
 
 __all__ = [
     "DATASET_KINDS", "SAMPLE_PATH", "Splits", "augmentation_layers", "default_augmentation",
-    "load_dataset", "load_idx_folder", "load_image_folder", "load_npz", "load_tfds",
+    "fixed_parallelism_options", "load_dataset", "load_idx_folder", "load_image_folder", "load_npz", "load_tfds",
     "make_pipeline", "pipelines", "read_idx", "splits_from_arrays", "validation_split",
 ]

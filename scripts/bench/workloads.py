@@ -119,10 +119,9 @@ def _repeated_dataset(images, labels):
     already in memory, so there is nothing to prefetch.
     """
     import tensorflow as tf
+    from vit_keras.data import fixed_parallelism_options
 
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    return tf.data.Dataset.from_tensors((images, labels)).repeat().with_options(options)
+    return tf.data.Dataset.from_tensors((images, labels)).repeat().with_options(fixed_parallelism_options())
 
 
 def _savedmodel_workload(model, images, jit, info):
