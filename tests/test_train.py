@@ -218,11 +218,15 @@ def test_cli_train_quiet_prints_json_lines(tmp_path, capsys, tiny_npz):
 
 
 class CompiledWith(keras.callbacks.Callback):
-    """Records how the trainer compiled the model."""
+    """Records how the trainer compiled the model, then ends training after the first step
+    (one un-jitted JAX step costs seconds; the flags are what is checked)."""
 
     def on_train_begin(self, logs=None):
         self.jit_compile = self.model.jit_compile
         self.steps_per_execution = self.model.steps_per_execution
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.model.stop_training = True
 
 
 @pytest.mark.parametrize("choice", ["auto", "off"])
