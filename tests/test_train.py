@@ -80,6 +80,33 @@ def test_layer_decay_scales_the_learning_rate_per_block():
         optim.make_optimizer(model, layer_decay=1.5)
 
 
+def test_ema_weights_replace_the_trained_weights_at_the_end_of_fit(rng):
+    """With `ema`, the model ends `fit` holding the moving average of its per-step weights."""
+
+    class Weights(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.steps = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.steps.append([keras.ops.convert_to_numpy(v) for v in self.model.trainable_variables])
+
+    model, seen, momentum = tiny_vit(), Weights(), 0.5
+    model.compile(optimizer=optim.make_optimizer(model, learning_rate=1e-2, total_steps=100, weight_decay=0.0,
+                                                 clipnorm=0, ema=momentum),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = rng.normal(size=(16, 8, 8, 1)).astype("float32"), rng.integers(0, 3, size=16)
+    model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0, callbacks=[seen])
+    optim.repair_ema_after_fit(model.optimizer)
+    expected = seen.steps[0]  # Keras starts the average at the first step's weights
+    for step in seen.steps[1:]:
+        expected = [momentum * e + (1 - momentum) * w for e, w in zip(expected, step)]
+    final = [keras.ops.convert_to_numpy(v) for v in model.trainable_variables]
+    assert len(seen.steps) == 4
+    assert max(np.abs(f - w).max() for f, w in zip(final, seen.steps[-1])) > 1e-4  # not the last step's
+    for f, e in zip(final, expected):
+        np.testing.assert_allclose(f, e, rtol=1e-5, atol=1e-6)
+
+
 # ----------------------------------------------------------------------------- training runs
 
 
