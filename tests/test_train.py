@@ -246,7 +246,7 @@ def test_cli_train_quiet_prints_json_lines(tmp_path, capsys, tiny_npz):
 
 class CompiledWith(keras.callbacks.Callback):
     """Records how the trainer compiled the model, then ends training after the first step
-    (one un-jitted JAX step costs seconds; the flags are what is checked)."""
+    (the flags are what is checked; further steps add nothing to the check)."""
 
     def on_train_begin(self, logs=None):
         self.jit_compile = self.model.jit_compile
