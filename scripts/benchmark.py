@@ -166,12 +166,15 @@ def label(spec):
     return text
 
 
-def run_group(specs, args, log_dir, peak):
+def run_group(specs, args, log_dir, peak, peak_info):
     """Start the group's workers, then interleave their timed repeats."""
     workers, results = [], []
-    matmul = None
-    if not args.gpu:
-        matmul = Worker(dict(impl="matmul", task="peak", backend="tensorflow", warmup_steps=1), log_dir)
+    matmul = Worker(dict(impl="matmul", task="peak", backend="torch" if args.gpu else "tensorflow",
+                         device="gpu" if args.gpu else "cpu", warmup_steps=1), log_dir)
+    if "error" in matmul.ready:
+        print(f"  matmul peak not measured: {matmul.ready['error']}", flush=True)
+    else:
+        peak_info.update(matmul.ready["info"])
     start = time.perf_counter()
     # Workers build and warm up concurrently (nothing is timed yet); timing starts once all are ready.
     started = [Worker(spec, log_dir, wait=False) for spec in specs]
@@ -194,7 +197,7 @@ def run_group(specs, args, log_dir, peak):
                 reply = worker.run(steps)
                 worker.times.append(reply["seconds"] / reply["steps"])
                 worker.loads.append(reply["load"])
-            if matmul is not None and "error" not in matmul.ready:
+            if "error" not in matmul.ready:
                 for dtype, rate in matmul.run(3)["seconds"].items():
                     peak[dtype] = max(peak.get(dtype, 0.0), rate)
             print(f"  round {round_ + 1}/{args.repeats}: "
@@ -205,8 +208,7 @@ def run_group(specs, args, log_dir, peak):
             final = worker.close()
             results.append(dict(spec=worker.spec, name=worker.name, ready=worker.ready, step_times=worker.times,
                                 loads=worker.loads, peak_rss_mb=final.get("peak_rss_mb")))
-        if matmul is not None:
-            matmul.close()
+        matmul.close()
     return results
 
 
@@ -244,16 +246,17 @@ def summarise(results, peak, args):
     return rows
 
 
-def markdown_table(rows, peak, args, command, started):
+def markdown_table(rows, peak, peak_info, args, command, started):
     lines = [
         f"### {args.title or f'{args.preset}, {args.image_size} px, batch {args.batch_size}'} ({started} UTC)",
         "",
         f"Command: `{command}`",
         "",
-        f"Machine: {os.cpu_count()} CPU cores; matmul peak measured in this run: "
+        f"Machine: {_machine(peak_info)}; matmul peak measured in this run: "
         f"{peak.get('float32', float('nan')):.0f} GFLOP/s float32, {peak.get('bfloat16', float('nan')):.0f} "
-        f"GFLOP/s bfloat16 (TensorFlow, 2048^2). Ratios are to the best peer of the same task "
-        f"(SavedModel rows: to the peers' inference).",
+        f"GFLOP/s bfloat16 ({peak_info.get('backend', 'not measured')}, {peak_info.get('matmul_size', '?')}^2). "
+        f"Ratios are to the best peer of the same task (SavedModel rows: to the peers' inference)"
+        + ("; the % bf16 peak column is the model FLOPs utilisation." if args.gpu else "."),
         "",
         "| configuration | images/s | step ms (median, min-max) | × best peer | best peer | % f32 peak | % bf16 peak | peak RSS MB | load |",
         "|---|---:|---:|---:|---|---:|---:|---:|---:|",
@@ -267,6 +270,11 @@ def markdown_table(rows, peak, args, command, started):
             f"{row['load_mean']:.1f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _machine(peak_info):
+    text = f"{os.cpu_count()} CPU cores"
+    return f"{peak_info['gpu']}, {text}" if peak_info.get("gpu") else text
 
 
 def _pct(value):
@@ -286,13 +294,13 @@ def main(argv=None):
     groups = {}
     for spec in specs:
         groups.setdefault("infer" if spec["task"] == "savedmodel" else spec["task"], []).append(spec)
-    peak, results = {}, []
+    peak, peak_info, results = {}, {}, []
     for task, group in groups.items():
         print(f"== {task}: {len(group)} configurations", flush=True)
-        results += run_group(group, args, log_dir, peak)
+        results += run_group(group, args, log_dir, peak, peak_info)
     rows = summarise(results, peak, args)
 
-    table = markdown_table(rows, peak, args, command, started)
+    table = markdown_table(rows, peak, peak_info, args, command, started)
     print()
     print(table)
     for r in results:
@@ -300,7 +308,7 @@ def main(argv=None):
             print(f"not measured: {r['name']}: {r['error']}")
     base = os.path.join(args.out, f"benchmark-{stamp}")
     with open(base + ".json", "w") as f:
-        json.dump(dict(command=command, started=started, args=vars(args), matmul_peak_gflops=peak,
+        json.dump(dict(command=command, started=started, args=vars(args), matmul_peak_gflops=peak, matmul_peak_info=peak_info,
                        rows=rows, raw=results), f, indent=1, default=str)
     with open(base + ".csv", "w", newline="") as f:
         fields = [k for k in rows[0] if k not in ("info", "ratios")] if rows else []

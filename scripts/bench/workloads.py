@@ -8,7 +8,8 @@ Frameworks ("impl"):
   vit_keras  this library on the Keras backend of the worker process (KERAS_BACKEND)
   timm       timm's VisionTransformer on PyTorch (eager, or torch.compile with spec["torch_compile"])
   keras-hub  keras_hub's ViTBackbone + ViTImageClassifier with their compile defaults
-  matmul     not a model: the machine's matmul peak in float32 and bfloat16 (TensorFlow)
+  matmul     not a model: the machine's matmul peak in float32 and bfloat16 (TensorFlow on the CPU,
+             PyTorch on CUDA with spec["device"] == "gpu")
 """
 
 import dataclasses
@@ -250,7 +251,14 @@ def timm_workload(spec):
 # ---------------------------------------------------------------- matmul peak
 
 def matmul_workload(spec):
-    """`run(steps)` returns {dtype: best GFLOP/s} of square matmuls; the orchestrator keeps the max."""
+    """`run(steps)` returns {dtype: best GFLOP/s} of square matmuls; the orchestrator keeps the max.
+
+    On the CPU the peak is TensorFlow's (the backend most of our rows run on); with
+    `spec["device"] == "gpu"` it is PyTorch's on CUDA (float32 without TF32, and bfloat16), so the
+    bfloat16 column of a `--gpu` run is the model FLOPs utilisation.
+    """
+    if spec.get("device") == "gpu":
+        return _cuda_matmul_workload(int(spec.get("matmul_size", 8192)))
     import tensorflow as tf
 
     n = int(spec.get("matmul_size", 2048))
@@ -269,7 +277,33 @@ def matmul_workload(spec):
             rates[dtype] = 2 * n**3 / best / 1e9
         return rates
 
-    return Workload(run, {"backend": "tensorflow", "matmul_size": n})
+    return Workload(run, {"backend": "tensorflow", "device": "cpu", "matmul_size": n})
+
+
+def _cuda_matmul_workload(n):
+    import torch
+
+    if not torch.cuda.is_available():
+        raise RuntimeError("device 'gpu' was asked for, but torch.cuda.is_available() is False")
+    torch.backends.cuda.matmul.allow_tf32 = False  # "float32" means float32, not TF32
+    operands = {name: [torch.randn(n, n, device="cuda", dtype=dtype) for _ in range(2)]
+                for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16))}
+
+    def run(steps):
+        rates = {}
+        for name, (a, b) in operands.items():
+            def ten_matmuls():
+                for _ in range(10):
+                    a @ b
+                torch.cuda.synchronize()
+
+            ten_matmuls()  # warm-up (cuBLAS heuristics)
+            best = min(_timed(ten_matmuls) for _ in range(max(steps, 3)))
+            rates[name] = 10 * 2 * n**3 / best / 1e9
+        return rates
+
+    return Workload(run, {"backend": "torch", "device": "cuda", "matmul_size": n,
+                          "gpu": torch.cuda.get_device_name()})
 
 
 def build_workload(spec):
