@@ -36,23 +36,36 @@ def parse_args(argv=None):
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--num-classes", type=int, default=1000)
-    p.add_argument("--tasks", default="train,infer,savedmodel",
-                   help="comma list of train (fit steps), infer (Keras model / eager torch), savedmodel (ours)")
+    p.add_argument(
+        "--tasks",
+        default="train,infer,savedmodel",
+        help="comma list of train (fit steps), infer (Keras model / eager torch), savedmodel (ours)",
+    )
     p.add_argument("--backends", default="tensorflow", help="Keras backends for vit_keras (comma list)")
     p.add_argument("--precisions", default="float32", help="precisions for vit_keras (comma list)")
     p.add_argument("--jit-compile", default="true", choices=("true", "false", "auto"), help="vit_keras compile")
-    p.add_argument("--steps-per-execution", type=int, default=None,
-                   help="vit_keras training steps per execution (default: --steps)")
-    p.add_argument("--variants", default="",
-                   help="extra vit_keras runs, ';'-separated 'backend:precision:jit:spe' (e.g. tensorflow:float32:false:1)")
+    p.add_argument(
+        "--steps-per-execution",
+        type=int,
+        default=None,
+        help="vit_keras training steps per execution (default: --steps)",
+    )
+    p.add_argument(
+        "--variants",
+        default="",
+        help="extra vit_keras runs, ';'-separated 'backend:precision:jit:spe' (e.g. tensorflow:float32:false:1)",
+    )
     p.add_argument("--compare", default="timm,keras-hub", help="peers (comma list; empty for none)")
     p.add_argument("--peer-precision", default="float32", help="precision the peers run at")
     p.add_argument("--keras-hub-backends", default="tensorflow,jax")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats per configuration")
     p.add_argument("--steps", type=int, default=4, help="steps per timed repeat")
     p.add_argument("--warmup", type=int, default=1, help="warm-up steps (compilation) before timing")
-    p.add_argument("--gpu", action="store_true",
-                   help="GPU run: defaults to vit_b16, mixed_bfloat16 for all, timm with torch.compile")
+    p.add_argument(
+        "--gpu",
+        action="store_true",
+        help="GPU run: defaults to vit_b16, mixed_bfloat16 for all, timm with torch.compile",
+    )
     p.add_argument("--out", default=os.path.join(ROOT, "runs", "benchmark"), help="folder for JSON and CSV")
     p.add_argument("--markdown", default=None, help="append the table to this Markdown file (e.g. BENCHMARKS.md)")
     p.add_argument("--title", default=None, help="heading of the appended table")
@@ -80,8 +93,14 @@ def _list(text):
 
 def job_specs(args):
     """One spec per worker: (task group, spec)."""
-    base = dict(preset=args.preset, image_size=args.image_size, batch_size=args.batch_size,
-                num_classes=args.num_classes, warmup_steps=args.warmup, device="gpu" if args.gpu else "cpu")
+    base = dict(
+        preset=args.preset,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        num_classes=args.num_classes,
+        warmup_steps=args.warmup,
+        device="gpu" if args.gpu else "cpu",
+    )
     spe = args.steps_per_execution or args.steps
     ours = [(b, p, args.jit_compile, spe) for b in _list(args.backends) for p in _list(args.precisions)]
     for variant in filter(None, args.variants.split(";")):
@@ -94,15 +113,32 @@ def job_specs(args):
                 continue
             if backend == "torch":  # Keras on PyTorch runs eagerly, one step per call (fast_compile_options)
                 jit, v_spe = "false", 1
-            specs.append(dict(base, impl="vit_keras", task=task, backend=backend, precision=precision,
-                              jit_compile=jit, steps_per_execution=v_spe if task == "train" else 1))
+            specs.append(
+                dict(
+                    base,
+                    impl="vit_keras",
+                    task=task,
+                    backend=backend,
+                    precision=precision,
+                    jit_compile=jit,
+                    steps_per_execution=v_spe if task == "train" else 1,
+                )
+            )
         if task == "savedmodel":
             continue
         for peer in _list(args.compare):
             backends = _list(args.keras_hub_backends) if peer == "keras-hub" else ["torch"]
             for backend in backends:
-                specs.append(dict(base, impl=peer, task=task, backend=backend, precision=args.peer_precision,
-                                  torch_compile=args.gpu))
+                specs.append(
+                    dict(
+                        base,
+                        impl=peer,
+                        task=task,
+                        backend=backend,
+                        precision=args.peer_precision,
+                        torch_compile=args.gpu,
+                    )
+                )
     return specs
 
 
@@ -113,18 +149,29 @@ class Worker:
         self.spec = spec
         self.name = label(spec)
         self.log_path = os.path.join(log_dir, self.name.replace(" ", "_").replace("/", "-") + ".log")
-        env = dict(os.environ, KERAS_BACKEND=spec.get("backend") or "tensorflow", TF_CPP_MIN_LOG_LEVEL="3",
-                   PYTHONUNBUFFERED="1")
+        env = dict(
+            os.environ,
+            KERAS_BACKEND=spec.get("backend") or "tensorflow",
+            TF_CPP_MIN_LOG_LEVEL="3",
+            PYTHONUNBUFFERED="1",
+        )
         self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen([sys.executable, WORKER, json.dumps(spec)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self.log, text=True, env=env, cwd=ROOT)
+        self.proc = subprocess.Popen(
+            [sys.executable, WORKER, json.dumps(spec)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+            env=env,
+            cwd=ROOT,
+        )
         self.ready = self.read() if wait else None
         self.times, self.loads = [], []
 
     def read(self):
         for line in self.proc.stdout:
             if line.startswith(TAG):
-                return json.loads(line[len(TAG):])
+                return json.loads(line[len(TAG) :])
         return {"error": f"worker exited with code {self.proc.wait()} (log: {self.log_path})"}
 
     def run(self, steps):
@@ -169,8 +216,16 @@ def label(spec):
 def run_group(specs, args, log_dir, peak, peak_info):
     """Start the group's workers, then interleave their timed repeats."""
     workers, results = [], []
-    matmul = Worker(dict(impl="matmul", task="peak", backend="torch" if args.gpu else "tensorflow",
-                         device="gpu" if args.gpu else "cpu", warmup_steps=1), log_dir)
+    matmul = Worker(
+        dict(
+            impl="matmul",
+            task="peak",
+            backend="torch" if args.gpu else "tensorflow",
+            device="gpu" if args.gpu else "cpu",
+            warmup_steps=1,
+        ),
+        log_dir,
+    )
     if "error" in matmul.ready:
         print(f"  matmul peak not measured: {matmul.ready['error']}", flush=True)
     else:
@@ -190,7 +245,7 @@ def run_group(specs, args, log_dir, peak, peak_info):
         workers.append(worker)
     try:
         for round_ in range(args.repeats):
-            order = workers[round_ % len(workers):] + workers[: round_ % len(workers)] if workers else []
+            order = workers[round_ % len(workers) :] + workers[: round_ % len(workers)] if workers else []
             for worker in order:
                 multiple = worker.ready["step_multiple"]
                 steps = max(args.steps + (-args.steps % multiple), multiple)
@@ -200,14 +255,25 @@ def run_group(specs, args, log_dir, peak, peak_info):
             if "error" not in matmul.ready:
                 for dtype, rate in matmul.run(3)["seconds"].items():
                     peak[dtype] = max(peak.get(dtype, 0.0), rate)
-            print(f"  round {round_ + 1}/{args.repeats}: "
-                  + ", ".join(f"{w.name} {w.spec['batch_size'] / w.times[-1]:.1f} img/s" for w in workers)
-                  + f"; load {os.getloadavg()[0]:.1f}", flush=True)
+            print(
+                f"  round {round_ + 1}/{args.repeats}: "
+                + ", ".join(f"{w.name} {w.spec['batch_size'] / w.times[-1]:.1f} img/s" for w in workers)
+                + f"; load {os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
     finally:
         for worker in workers:
             final = worker.close()
-            results.append(dict(spec=worker.spec, name=worker.name, ready=worker.ready, step_times=worker.times,
-                                loads=worker.loads, peak_rss_mb=final.get("peak_rss_mb")))
+            results.append(
+                dict(
+                    spec=worker.spec,
+                    name=worker.name,
+                    ready=worker.ready,
+                    step_times=worker.times,
+                    loads=worker.loads,
+                    peak_rss_mb=final.get("peak_rss_mb"),
+                )
+            )
         matmul.close()
     return results
 
@@ -223,16 +289,28 @@ def summarise(results, peak, args):
         fwd = r["ready"]["forward_flops"]
         flops_per_image = fwd * (3 if spec["task"] == "train" else 1)
         achieved = flops_per_image * spec["batch_size"] / median / 1e9
-        rows.append(dict(
-            name=r["name"], impl=spec["impl"], task=spec["task"], backend=spec["backend"],
-            precision=spec["precision"], images_per_s=spec["batch_size"] / median,
-            step_ms_median=1e3 * median, step_ms_min=1e3 * times[0], step_ms_max=1e3 * times[-1],
-            spread_pct=100 * (times[-1] - times[0]) / median, repeats=len(times),
-            gflops_per_image=flops_per_image / 1e9, achieved_gflops=achieved,
-            pct_f32_peak=100 * achieved / peak["float32"] if peak.get("float32") else None,
-            pct_bf16_peak=100 * achieved / peak["bfloat16"] if peak.get("bfloat16") else None,
-            peak_rss_mb=r["peak_rss_mb"], load_mean=statistics.mean(r["loads"]), info=r["ready"]["info"],
-        ))
+        rows.append(
+            dict(
+                name=r["name"],
+                impl=spec["impl"],
+                task=spec["task"],
+                backend=spec["backend"],
+                precision=spec["precision"],
+                images_per_s=spec["batch_size"] / median,
+                step_ms_median=1e3 * median,
+                step_ms_min=1e3 * times[0],
+                step_ms_max=1e3 * times[-1],
+                spread_pct=100 * (times[-1] - times[0]) / median,
+                repeats=len(times),
+                gflops_per_image=flops_per_image / 1e9,
+                achieved_gflops=achieved,
+                pct_f32_peak=100 * achieved / peak["float32"] if peak.get("float32") else None,
+                pct_bf16_peak=100 * achieved / peak["bfloat16"] if peak.get("bfloat16") else None,
+                peak_rss_mb=r["peak_rss_mb"],
+                load_mean=statistics.mean(r["loads"]),
+                info=r["ready"]["info"],
+            )
+        )
     for row in rows:
         if row["impl"] != "vit_keras":
             continue
@@ -258,7 +336,8 @@ def markdown_table(rows, peak, peak_info, args, command, started):
         f"Ratios are to the best peer of the same task (SavedModel rows: to the peers' inference)"
         + ("; the % bf16 peak column is the model FLOPs utilisation." if args.gpu else "."),
         "",
-        "| configuration | images/s | step ms (median, min-max) | × best peer | best peer | % f32 peak | % bf16 peak | peak RSS MB | load |",
+        "| configuration | images/s | step ms (median, min-max) | × best peer | best peer "
+        "| % f32 peak | % bf16 peak | peak RSS MB | load |",
         "|---|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for row in rows:
@@ -308,8 +387,20 @@ def main(argv=None):
             print(f"not measured: {r['name']}: {r['error']}")
     base = os.path.join(args.out, f"benchmark-{stamp}")
     with open(base + ".json", "w") as f:
-        json.dump(dict(command=command, started=started, args=vars(args), matmul_peak_gflops=peak, matmul_peak_info=peak_info,
-                       rows=rows, raw=results), f, indent=1, default=str)
+        json.dump(
+            dict(
+                command=command,
+                started=started,
+                args=vars(args),
+                matmul_peak_gflops=peak,
+                matmul_peak_info=peak_info,
+                rows=rows,
+                raw=results,
+            ),
+            f,
+            indent=1,
+            default=str,
+        )
     with open(base + ".csv", "w", newline="") as f:
         fields = [k for k in rows[0] if k not in ("info", "ratios")] if rows else []
         writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")

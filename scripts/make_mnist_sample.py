@@ -52,11 +52,13 @@ def main(argv=None):
     output = pathlib.Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(
-        output, x_train=x_train[train], y_train=y_train[train],
-        x_test=x_test[test], y_test=y_test[test],
+        output,
+        x_train=x_train[train],
+        y_train=y_train[train],
+        x_test=x_test[test],
+        y_test=y_test[test],
     )
-    print(f"wrote {output} ({output.stat().st_size / 1e6:.2f} MB): "
-          f"{len(train)} train + {len(test)} test digits")
+    print(f"wrote {output} ({output.stat().st_size / 1e6:.2f} MB): {len(train)} train + {len(test)} test digits")
     return 0
 
 

@@ -56,7 +56,9 @@ def rest_predict(url, body, timeout=30.0):
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read())["predictions"]
     except urllib.error.HTTPError as error:
-        raise RuntimeError(f"TF Serving at {url} answered {error.code}: {error.read().decode(errors='replace')}") from error
+        raise RuntimeError(
+            f"TF Serving at {url} answered {error.code}: {error.read().decode(errors='replace')}"
+        ) from error
 
 
 # ----------------------------------------------------------------------------- gRPC
@@ -111,7 +113,7 @@ def _read_files(paths):
             with open(path, "rb") as f:
                 encoded.append(f.read())
         except OSError as error:
-            raise SystemExit(f"serving_client: error: cannot read image {path}: {error.strerror}")
+            raise SystemExit(f"serving_client: error: cannot read image {path}: {error.strerror}") from None
     return encoded
 
 
@@ -147,8 +149,11 @@ def main(argv=None):
         body = rest_body_for_pixels(pixels) if args.npy else rest_body_for_files(encoded)
         predictions = rest_predict(rest_url(args.host, args.rest_port, args.model, args.version), body)
     else:
-        request = (grpc_request_for_pixels(args.model, pixels, args.version) if args.npy
-                   else grpc_request_for_files(args.model, encoded, args.version))
+        request = (
+            grpc_request_for_pixels(args.model, pixels, args.version)
+            if args.npy
+            else grpc_request_for_files(args.model, encoded, args.version)
+        )
         predictions = grpc_predict(f"{args.host}:{args.grpc_port}", request)
     for name, row in zip(names, _rows(predictions)):
         labels = row.get("top_k_labels", row["top_k_indices"])

@@ -12,6 +12,9 @@ cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh || exit 1
 export TF_CPP_MIN_LOG_LEVEL=3 PYTHONUNBUFFERED=1
 
+# Lint and format check first (ruff, configured in pyproject.toml): seconds, and it fails fast.
+.venv/bin/ruff check . && .venv/bin/ruff format --check . || { echo "ruff: fix the findings above (ruff format . ; ruff check --fix .)"; exit 1; }
+
 run_backend() {
   local backend=$1 marks=""
   shift

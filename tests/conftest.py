@@ -1,7 +1,16 @@
-"""Shared test helpers."""
+"""Shared test helpers.
 
+`mnist_digits` (session fixture) is the full MNIST where `$VIT_KERAS_SHARED/data/mnist` holds its
+four IDX files (default `../shared` beside the repository), otherwise the digits of the bundled
+sample `vit_keras/assets/mnist_sample.npz`; the pytest header says which. `no_network` makes
+every connection to a non-local address fail at once.
+"""
+
+import dataclasses
+import ipaddress
 import os
 import pathlib
+import socket
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -11,7 +20,9 @@ import pytest  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures"
-MNIST_DIR = REPO.parent / "shared" / "data" / "mnist"
+SHARED = pathlib.Path(os.environ.get("VIT_KERAS_SHARED") or REPO.parent / "shared")
+MNIST_DIR = SHARED / "data" / "mnist"
+SAMPLE_NPZ = REPO / "vit_keras" / "assets" / "mnist_sample.npz"
 
 
 def to_numpy(x):
@@ -29,3 +40,98 @@ def _float32_policy():
     keras.mixed_precision.set_global_policy("float32")
     yield
     keras.mixed_precision.set_global_policy("float32")
+
+
+# ----------------------------------------------------------------------------- MNIST digits
+
+
+def full_mnist_available():
+    """Whether the full MNIST (four IDX .gz files) is at `MNIST_DIR`."""
+    return all(
+        (MNIST_DIR / f"{stem}.gz").is_file()
+        for stem in (
+            "train-images-idx3-ubyte",
+            "train-labels-idx1-ubyte",
+            "t10k-images-idx3-ubyte",
+            "t10k-labels-idx1-ubyte",
+        )
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Digits:
+    """MNIST digits for tests: uint8 images (N, 28, 28, 1) and int32 labels (N,).
+
+    `full` is True for the full MNIST (60,000 train / 10,000 test), False for the bundled
+    sample (10,000 train / 2,000 test, drawn from MNIST): tests scale what they assert by it.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    full: bool
+    source: str
+
+
+def describe_digits():
+    if full_mnist_available():
+        return f"full MNIST from {MNIST_DIR} (60,000 train / 10,000 test)"
+    return f"bundled MNIST sample {SAMPLE_NPZ.name} (10,000 train / 2,000 test): no full MNIST at {MNIST_DIR}"
+
+
+def pytest_report_header(config):
+    return f"MNIST digits for tests: {describe_digits()} (set VIT_KERAS_SHARED to the folder holding data/mnist)"
+
+
+@pytest.fixture(scope="session")
+def mnist_digits():
+    """`Digits`: the full MNIST when available (see `MNIST_DIR`), else the bundled sample's digits."""
+    from vit_keras import data as vdata
+
+    if full_mnist_available():
+        (x_train, y_train), (x_test, y_test) = vdata.load_idx_folder(MNIST_DIR)
+        full = True
+    else:
+        (x_train, y_train), (x_test, y_test) = vdata.load_npz(SAMPLE_NPZ)
+        full = False
+    return Digits(
+        x_train[..., None],
+        np.asarray(y_train, np.int32),
+        x_test[..., None],
+        np.asarray(y_test, np.int32),
+        full=full,
+        source=describe_digits(),
+    )
+
+
+# ----------------------------------------------------------------------------- no network
+
+
+def _is_local(address):
+    host = address[0] if isinstance(address, tuple) else address
+    if not isinstance(host, str) or host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Connections and name look-ups of non-local hosts fail at once with OSError (no test may download)."""
+    real_connect, real_getaddrinfo = socket.socket.connect, socket.getaddrinfo
+
+    def connect(self, address):
+        if self.family in (socket.AF_INET, socket.AF_INET6) and not _is_local(address):
+            raise OSError(f"network disabled in tests: connect to {address}")
+        return real_connect(self, address)
+
+    def getaddrinfo(host, *args, **kwargs):
+        if not _is_local(host):
+            raise socket.gaierror(socket.EAI_NONAME, f"network disabled in tests: look-up of {host}")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)

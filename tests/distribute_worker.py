@@ -35,10 +35,12 @@ def train(plan, epochs, callbacks=()):
 
     keras.utils.set_random_seed(0)
     with plan.scope():
-        model = ViT(image_size=8, patch_size=4, in_channels=1, num_classes=3, embed_dim=16,
-                    depth=1, num_heads=2, mlp_dim=32)
-        model.compile(optimizer=keras.optimizers.SGD(0.1),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model = ViT(
+            image_size=8, patch_size=4, in_channels=1, num_classes=3, embed_dim=16, depth=1, num_heads=2, mlp_dim=32
+        )
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.1), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        )
     images, labels = tiny_dataset()
     dataset = tf.data.Dataset.from_tensor_slices((images, labels))
     dataset = plan.shard(dataset.batch(plan.global_batch, drop_remainder=True))

@@ -31,13 +31,17 @@ def main(saved_model_dir, inputs_path, outputs_path):
         "png": ("serving_bytes", {"image_bytes": png}),
         "png_batch1": ("serving_bytes", {"image_bytes": png[:1]}),
         "png_resized": ("serving_bytes", {"image_bytes": png_big}),
+        "float_empty": ("serving_default", {"images": tf.zeros((0,) + images.shape[1:], tf.float32)}),
+        "uint8_empty": ("serving_uint8", {"images": tf.zeros((0,) + images.shape[1:], tf.uint8)}),
+        "png_empty": ("serving_bytes", {"image_bytes": tf.constant([], tf.string)}),
     }
     results = {}
     for case, (signature, feed) in cases.items():
         for name, value in loaded.signatures[signature](**feed).items():
             results[f"{case}/{name}"] = value.numpy()
     imported = sorted(
-        m for m, module in sys.modules.items()
+        m
+        for m, module in sys.modules.items()
         if module is not None and m.split(".")[0] in ("keras", "tf_keras", "vit_keras")
     )
     results["modules"] = np.array(imported, dtype=object)

@@ -11,7 +11,6 @@ import sys
 
 import keras
 import pytest
-
 from conftest import REPO
 
 
@@ -24,10 +23,12 @@ def _load_benchmark():
 
 benchmark = _load_benchmark()
 
-# The seed model at 28 px: 16 patches + class token, width 100, MLP 400, one block, 10 classes.
+# The tutorial model (vit_mnist_p7) at 28 px: 16 patches + class token, width 100, MLP 400, one block, 10 classes.
 SEED_FORWARD_FLOPS = 2 * (
     16 * 7 * 7 * 1 * 100  # patch projection
-    + 4 * 17 * 100 * 100 + 2 * 17 * 17 * 100 + 2 * 17 * 100 * 400  # attention projections, scores, MLP
+    + 4 * 17 * 100 * 100
+    + 2 * 17 * 17 * 100
+    + 2 * 17 * 100 * 400  # attention projections, scores, MLP
     + 100 * 10  # head
 )
 
@@ -35,10 +36,34 @@ SEED_FORWARD_FLOPS = 2 * (
 def test_a_run_times_training_and_inference_with_flops_peak_fraction_and_a_markdown_row(tmp_path):
     backend = keras.backend.backend()
     markdown = tmp_path / "BENCH.md"
-    command = [sys.executable, str(REPO / "scripts" / "benchmark.py"), "--preset", "seed", "--image-size", "28",
-               "--batch-size", "16", "--num-classes", "10", "--tasks", "train,infer",
-               "--backends", backend, "--compare", "", "--repeats", "2", "--steps", "2",
-               "--out", str(tmp_path), "--markdown", str(markdown), "--title", "harness test"]
+    command = [
+        sys.executable,
+        str(REPO / "scripts" / "benchmark.py"),
+        "--preset",
+        "vit_mnist_p7",
+        "--image-size",
+        "28",
+        "--batch-size",
+        "16",
+        "--num-classes",
+        "10",
+        "--tasks",
+        "train,infer",
+        "--backends",
+        backend,
+        "--compare",
+        "",
+        "--repeats",
+        "2",
+        "--steps",
+        "2",
+        "--out",
+        str(tmp_path),
+        "--markdown",
+        str(markdown),
+        "--title",
+        "harness test",
+    ]
     run = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=REPO)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
 
@@ -54,8 +79,11 @@ def test_a_run_times_training_and_inference_with_flops_peak_fraction_and_a_markd
         assert row["step_ms_min"] <= row["step_ms_median"] <= row["step_ms_max"]
         factor = 3 if task == "train" else 1
         assert row["gflops_per_image"] * 1e9 == pytest.approx(factor * SEED_FORWARD_FLOPS)
-        assert 0 < row["pct_f32_peak"] == pytest.approx(
-            100 * row["achieved_gflops"] / result["matmul_peak_gflops"]["float32"])
+        assert (
+            0
+            < row["pct_f32_peak"]
+            == pytest.approx(100 * row["achieved_gflops"] / result["matmul_peak_gflops"]["float32"])
+        )
         assert row["info"]["backend"] == backend
     # Keras on PyTorch runs eagerly, one step per call; TensorFlow and JAX run XLA, 2 steps per call.
     expected = (False, 1) if backend == "torch" else (True, 2)
@@ -63,7 +91,7 @@ def test_a_run_times_training_and_inference_with_flops_peak_fraction_and_a_markd
     assert (info["jit_compile"], info["steps_per_execution"]) == expected
 
     text = markdown.read_text()
-    assert "### harness test" in text and "--preset seed" in text
+    assert "### harness test" in text and "--preset vit_mnist_p7" in text
     assert sum(line.startswith("| vit_keras ") for line in text.splitlines()) == 2
     (csv_file,) = tmp_path.glob("benchmark-*.csv")
     assert len(csv_file.read_text().strip().splitlines()) == 1 + 2
@@ -73,12 +101,23 @@ def test_a_run_times_training_and_inference_with_flops_peak_fraction_and_a_markd
 def test_ratios_are_to_the_fastest_peer_of_the_same_task():
     def result(impl, task, step_s, backend="tensorflow"):
         spec = dict(impl=impl, task=task, backend=backend, precision="float32", batch_size=32)
-        return dict(spec=spec, name=f"{impl} {task} {backend}", step_times=[step_s, step_s * 1.1, step_s * 0.9],
-                    loads=[0.0], peak_rss_mb=1.0, ready=dict(forward_flops=1e9, info={}))
+        return dict(
+            spec=spec,
+            name=f"{impl} {task} {backend}",
+            step_times=[step_s, step_s * 1.1, step_s * 0.9],
+            loads=[0.0],
+            peak_rss_mb=1.0,
+            ready=dict(forward_flops=1e9, info={}),
+        )
 
-    results = [result("vit_keras", "train", 1.0), result("timm", "train", 2.0, "torch"),
-               result("keras-hub", "train", 4.0), result("vit_keras", "savedmodel", 0.5),
-               result("timm", "infer", 0.4, "torch"), result("keras-hub", "infer", 0.8)]
+    results = [
+        result("vit_keras", "train", 1.0),
+        result("timm", "train", 2.0, "torch"),
+        result("keras-hub", "train", 4.0),
+        result("vit_keras", "savedmodel", 0.5),
+        result("timm", "infer", 0.4, "torch"),
+        result("keras-hub", "infer", 0.8),
+    ]
     rows = {(r["impl"], r["task"]): r for r in benchmark.summarise(results, {"float32": 100.0}, None)}
     train = rows[("vit_keras", "train")]
     assert train["best_peer"] == "timm train torch"
@@ -111,6 +150,7 @@ def test_gpu_peak_without_a_gpu_is_a_clear_error():
     finally:
         sys.path.remove(str(REPO / "scripts"))
     import torch
+
     if torch.cuda.is_available():
         pytest.skip("this test is about machines without CUDA")
     with pytest.raises(RuntimeError, match="device 'gpu'.*torch.cuda.is_available"):

@@ -1,11 +1,12 @@
 """Input pipelines: readers, splits, shapes, dtypes, seeded order, augmentation and bad input."""
 
 import gzip
-import pathlib
+import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import MNIST_DIR
 
 from vit_keras import data as vdata
 
@@ -93,8 +94,13 @@ def test_bad_dataset_specs(spec, error, message):
 
 def test_npz_dataset(tmp_path):
     rng = np.random.default_rng(1)
-    np.savez(tmp_path / "digits.npz", x_train=rng.integers(0, 255, (50, 8, 8), dtype=np.uint8),
-             y_train=np.arange(50) % 3, x_test=np.zeros((10, 8, 8), np.uint8), y_test=np.arange(10) % 3)
+    np.savez(
+        tmp_path / "digits.npz",
+        x_train=rng.integers(0, 255, (50, 8, 8), dtype=np.uint8),
+        y_train=np.arange(50) % 3,
+        x_test=np.zeros((10, 8, 8), np.uint8),
+        y_test=np.arange(10) % 3,
+    )
     splits = vdata.load_dataset(f"npz:{tmp_path / 'digits.npz'}", val_fraction=0.2)
     assert splits.sizes == {"train": 40, "validation": 10, "test": 10}
     assert splits.image_shape == (8, 8, 1) and splits.num_classes == 3
@@ -117,12 +123,25 @@ def test_bundled_mnist_sample():
     assert np.bincount(test_labels).min() > 150  # every digit is there
 
 
-@pytest.mark.skipif(not (vdata.pathlib.Path(__file__).resolve().parents[2] / "shared/data/mnist").is_dir(),
-                    reason="needs ../shared/data/mnist")
-def test_full_mnist_from_data_dir():
-    folder = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+def test_mnist_from_data_dir(mnist_digits, tmp_path):
+    """dataset "mnist" reads the IDX files in data_dir: the full MNIST when it is there, else the sample's digits."""
+    if mnist_digits.full:
+        folder = MNIST_DIR
+    else:
+        folder = tmp_path
+        for split, (x, y) in {
+            "train": (mnist_digits.x_train, mnist_digits.y_train),
+            "t10k": (mnist_digits.x_test, mnist_digits.y_test),
+        }.items():
+            write_idx(folder / f"{split}-images-idx3-ubyte.gz", x[..., 0])
+            write_idx(folder / f"{split}-labels-idx1-ubyte.gz", y)
     splits = vdata.load_dataset("mnist", data_dir=str(folder), val_fraction=0.1)
-    assert splits.sizes == {"train": 54000, "validation": 6000, "test": 10000}
+    n_train, n_test = len(mnist_digits.y_train), len(mnist_digits.y_test)
+    assert splits.sizes == {"train": n_train * 9 // 10, "validation": n_train // 10, "test": n_test}
+    assert splits.num_classes == 10 and splits.image_shape == (28, 28, 1)
+    image, label = next(iter(splits.test))
+    np.testing.assert_array_equal(image.numpy(), mnist_digits.x_test[0])
+    assert int(label) == mnist_digits.y_test[0]
 
 
 def test_validation_split_is_seeded_and_disjoint():
@@ -196,8 +215,12 @@ def test_shift_augmentation_moves_digits_by_whole_pixels(sample):
     moved = 0
     for a, b in zip(x0, x1):  # each image equals the original shifted by (dy, dx), |dy|, |dx| <= 2
         padded = np.pad(a, 2)
-        matches = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
-                   if np.array_equal(padded[2 - dy : 30 - dy, 2 - dx : 30 - dx], b)]
+        matches = [
+            (dy, dx)
+            for dy in range(-2, 3)
+            for dx in range(-2, 3)
+            if np.array_equal(padded[2 - dy : 30 - dy, 2 - dx : 30 - dx], b)
+        ]
         assert matches, "not a whole-pixel shift of at most 2 px"
         moved += (0, 0) not in matches
     assert moved > 32  # most images moved
@@ -263,21 +286,90 @@ def test_empty_image_folders_are_reported(tmp_path):
 # ----------------------------------------------------------------------------- TFDS (offline)
 
 
-def test_tfds_path_with_mock_data():
+TINY_TFDS = "vit_keras_test_digits"
+
+
+@pytest.fixture(scope="module")
+def tiny_tfds_builder():
+    """A TFDS dataset built from generated local arrays (nothing to download): 3 classes of 8x8x1 images."""
     import tensorflow_datasets as tfds
 
-    with tfds.testing.mock_data(num_examples=40, policy=tfds.testing.MockPolicy.USE_CODE):
-        splits = vdata.load_dataset("tfds:mnist", val_fraction=0.25, seed=0)
-        assert splits.source == "tfds:mnist" and splits.num_classes == 10
-        assert splits.image_shape == (28, 28, 1)
-        assert splits.sizes["train"] == 30 and splits.sizes["validation"] == 10
-        train, val, test = vdata.pipelines(splits, (28, 28), 8, augment="digits")
-        assert sum(int(x.shape[0]) for x, _ in train) == 30
-        assert sum(int(x.shape[0]) for x, _ in val) == 10
-        x, y = next(iter(test))
-        assert x.shape == (8, 28, 28, 1) and x.dtype == tf.float32 and y.shape == (8, 10)
+    class VitKerasTestDigits(tfds.core.GeneratorBasedBuilder):
+        VERSION = tfds.core.Version("1.0.0")
+
+        def _info(self):
+            features = tfds.features.FeaturesDict(
+                {
+                    "image": tfds.features.Image(shape=(8, 8, 1)),
+                    "label": tfds.features.ClassLabel(names=["a", "b", "c"]),
+                }
+            )
+            return tfds.core.DatasetInfo(builder=self, features=features, supervised_keys=("image", "label"))
+
+        def _split_generators(self, dl_manager):
+            return {"train": self._generate_examples(40, 0), "test": self._generate_examples(9, 1)}
+
+        def _generate_examples(self, count, seed):
+            rng = np.random.default_rng(seed)
+            for i in range(count):  # class c: pixels around 80 * c
+                yield i, {"image": (rng.integers(0, 40, (8, 8, 1)) + 80 * (i % 3)).astype(np.uint8), "label": i % 3}
+
+    assert VitKerasTestDigits.name == TINY_TFDS
+    return VitKerasTestDigits
+
+
+def test_tfds_load_end_to_end_from_local_files(tiny_tfds_builder, tmp_path, no_network):
+    """The real tfds.load path: prepared from local data on the first load, read back on the second."""
+    splits = vdata.load_dataset(f"tfds:{TINY_TFDS}", data_dir=str(tmp_path), val_fraction=0.25, seed=0)
+    assert splits.source == f"tfds:{TINY_TFDS}" and splits.num_classes == 3 and splits.class_names == ["a", "b", "c"]
+    assert splits.image_shape == (8, 8, 1) and splits.sizes == {"train": 30, "validation": 10, "test": 9}
+    train, val, test = vdata.pipelines(splits, (8, 8), 8, augment="none")
+    assert sum(int(x.shape[0]) for x, _ in train) == 30 and sum(int(x.shape[0]) for x, _ in val) == 10
+    for x, y in test:
+        np.testing.assert_array_equal(np.argmax(y.numpy(), 1), (x.numpy().mean(axis=(1, 2, 3)) // 80).astype(int))
+    again = vdata.load_dataset(f"tfds:{TINY_TFDS}", data_dir=str(tmp_path), val_fraction=0.25, seed=0)
+    assert again.sizes == splits.sizes
+
+
+def _assert_download_failure(error, name):
+    message = str(error)
+    assert "\n" not in message, message
+    assert f"dataset tfds:{name} is not in" in message and "downloading" in message, message
+    assert "No internet?" in message and "'idx:FOLDER'" in message, message
+    causes, cause = [], error
+    while cause is not None:
+        causes.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    assert not any(isinstance(c, ImportError) for c in causes), causes  # not an import failure
+    return causes
+
+
+def test_tfds_offline_fails_at_once_in_one_line(tmp_path, no_network):
+    """MNIST is not in data_dir and its host cannot be reached: a one-line error within seconds."""
+    start = time.perf_counter()
+    with pytest.raises(ValueError) as raised:
+        vdata.load_dataset("tfds:mnist", data_dir=str(tmp_path))
+    assert time.perf_counter() - start < 30
+    causes = _assert_download_failure(raised.value, "mnist")
+    assert "downloading it failed: storage.googleapis.com:443 cannot be reached" in str(raised.value)
+    assert any(isinstance(c, OSError) and "network disabled in tests" in str(c) for c in causes)
+
+
+def test_tfds_load_itself_fails_on_the_download(tmp_path, no_network, monkeypatch):
+    """Past the reachability probe, tfds.load runs until its download fails (not on an import)."""
+    import requests
+    import urllib3
+
+    monkeypatch.setattr(vdata, "_check_download_reachable", lambda *args: None)
+    monkeypatch.setattr(urllib3.util.retry.Retry, "get_backoff_time", lambda self: 0)  # TFDS retries 10 times
+    with pytest.raises(ValueError) as raised:
+        vdata.load_dataset("mnist", data_dir=str(tmp_path / "tfds"))  # no IDX files there: TFDS
+    causes = _assert_download_failure(raised.value, "mnist")
+    assert "downloading or preparing it failed: ConnectionError" in str(raised.value)
+    assert any(isinstance(c, requests.exceptions.ConnectionError) for c in causes), causes
 
 
 def test_unknown_tfds_name():
-    with pytest.raises(ValueError, match="tfds:no_such_dataset_xyz is not a known TFDS dataset"):
+    with pytest.raises(ValueError, match="tfds:no_such_dataset_xyz is not a known TFDS dataset") as raised:
         vdata.load_dataset("tfds:no_such_dataset_xyz")
+    assert "\n" not in str(raised.value)

@@ -27,8 +27,17 @@ IMAGE_SIZE = (16, 12)  # not square, so a height/width swap cannot pass
 
 def tiny_vit(**overrides):
     keras.utils.set_random_seed(0)
-    config = dict(image_size=IMAGE_SIZE, patch_size=4, in_channels=3, num_classes=5, embed_dim=16,
-                  depth=1, num_heads=2, mlp_dim=32, preprocessing="imagenet")
+    config = dict(
+        image_size=IMAGE_SIZE,
+        patch_size=4,
+        in_channels=3,
+        num_classes=5,
+        embed_dim=16,
+        depth=1,
+        num_heads=2,
+        mlp_dim=32,
+        preprocessing="imagenet",
+    )
     return vit_keras.ViT(**{**config, **overrides})
 
 
@@ -47,7 +56,9 @@ def exported(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
     done = subprocess.run(
         [sys.executable, str(HERE / "serving_fresh_process.py"), path, root / "inputs.npz", root / "out.npz"],
-        capture_output=True, text=True, env=env,
+        capture_output=True,
+        text=True,
+        env=env,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     outputs = dict(np.load(root / "out.npz", allow_pickle=True))
@@ -80,6 +91,23 @@ def test_batch_of_one(exported, case):
     np.testing.assert_allclose(outputs[f"{case}/logits"], keras_logits(model, images[:1]), rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("case", ["float_empty", "uint8_empty", "png_empty"])
+def test_empty_batch_gives_empty_outputs(exported, case):
+    outputs = exported[3]
+    shapes = {
+        name.split("/")[1]: (value.shape, value.dtype.kind)
+        for name, value in outputs.items()
+        if name.startswith(case + "/")
+    }
+    assert shapes == {
+        "logits": ((0, 5), "f"),
+        "probabilities": ((0, 5), "f"),
+        "top_k_indices": ((0, 5), "i"),
+        "top_k_scores": ((0, 5), "f"),
+        "top_k_labels": ((0, 5), "O"),
+    }
+
+
 def test_outputs_are_consistent(exported):
     _, _, _, outputs = exported
     logits, probabilities = outputs["float/logits"], outputs["float/probabilities"]
@@ -100,8 +128,9 @@ def parse_saved_model_cli(text):
         name = block.split("'")[0]
         inputs_text, _, outputs_text = block.partition("output(s):")
         signatures[name] = {
-            side: {m[0]: (m[1], m[2]) for m in re.findall(
-                r"\['(\w+)'\] tensor_info:\s+dtype: (\w+)\s+shape: (\S.*)", part)}
+            side: {
+                m[0]: (m[1], m[2]) for m in re.findall(r"\['(\w+)'\] tensor_info:\s+dtype: (\w+)\s+shape: (\S.*)", part)
+            }
             for side, part in (("inputs", inputs_text), ("outputs", outputs_text))
         }
     return signatures
@@ -117,8 +146,10 @@ def test_saved_model_cli_lists_the_signatures(exported):
     assert signatures["serving_uint8"]["inputs"] == {"images": ("DT_UINT8", "(-1, 16, 12, 3)")}
     assert signatures["serving_bytes"]["inputs"] == {"image_bytes": ("DT_STRING", "(-1)")}
     expected_outputs = {
-        "logits": ("DT_FLOAT", "(-1, 5)"), "probabilities": ("DT_FLOAT", "(-1, 5)"),
-        "top_k_indices": ("DT_INT32", "(-1, 5)"), "top_k_scores": ("DT_FLOAT", "(-1, 5)"),
+        "logits": ("DT_FLOAT", "(-1, 5)"),
+        "probabilities": ("DT_FLOAT", "(-1, 5)"),
+        "top_k_indices": ("DT_INT32", "(-1, 5)"),
+        "top_k_scores": ("DT_FLOAT", "(-1, 5)"),
         "top_k_labels": ("DT_STRING", "(-1, 5)"),
     }
     for name in ("serving_default", "serving_uint8", "serving_bytes"):
@@ -133,7 +164,8 @@ def loaded(exported):
 def test_corrupt_image_bytes_give_a_clear_error(loaded, exported):
     serve = loaded.signatures["serving_bytes"]
     good = tf.io.encode_png(exported[1][0]).numpy()
-    with pytest.raises(tf.errors.InvalidArgumentError, match="Unknown image file format"):
+    not_an_image = r"image_bytes\[1\]\] \[is not a JPEG, PNG, GIF or BMP image"
+    with pytest.raises(tf.errors.InvalidArgumentError, match=not_an_image):
         serve(image_bytes=tf.constant([good, b"not an image at all"]))
     with pytest.raises(tf.errors.InvalidArgumentError):
         serve(image_bytes=tf.constant([good[: len(good) // 2]]))  # a truncated PNG
@@ -182,7 +214,7 @@ def test_bad_version_is_rejected(tmp_path, version):
 
 @pytest.mark.single_backend
 def test_failed_export_leaves_no_version_folder(tmp_path, monkeypatch):
-    def half_write(model, path, class_names, top_k):
+    def half_write(model, path, scratch, **options):
         path.mkdir()
         (path / "variables").mkdir()
         raise vexport.ExportError("disk full halfway")
@@ -195,7 +227,7 @@ def test_failed_export_leaves_no_version_folder(tmp_path, monkeypatch):
 
 @pytest.mark.single_backend
 def test_overwrite_replaces_the_version_atomically(tmp_path, monkeypatch):
-    def fake_write(model, path, class_names, top_k):
+    def fake_write(model, path, scratch, **options):
         path.mkdir()
         (path / "saved_model.pb").write_text("new")
 
@@ -211,11 +243,42 @@ def test_overwrite_replaces_the_version_atomically(tmp_path, monkeypatch):
     assert vit_keras.export_saved_model(tiny_vit(), tmp_path / "m").endswith(os.sep + "3")
 
 
+@pytest.mark.parametrize("damage", ["empty", "truncated", "not_a_zip", "bad_config"])
+def test_damaged_keras_file_is_a_one_line_value_error(tmp_path, damage):
+    tiny_vit().save(tmp_path / "good.keras")
+    data = (tmp_path / "good.keras").read_bytes()
+    if damage == "bad_config":
+        import zipfile
+
+        with zipfile.ZipFile(tmp_path / "good.keras") as good, zipfile.ZipFile(tmp_path / "m.keras", "w") as bad:
+            for item in good.infolist():
+                bad.writestr(item, b"{not json" if item.filename == "config.json" else good.read(item))
+    else:
+        damaged = {"empty": b"", "truncated": data[: len(data) // 2], "not_a_zip": b"PK not really"}[damage]
+        (tmp_path / "m.keras").write_bytes(damaged)
+    for export in (
+        lambda: vit_keras.export_saved_model(tmp_path / "m.keras", tmp_path / "out"),
+        lambda: vit_keras.export_onnx(tmp_path / "m.keras", tmp_path / "out.onnx"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(str(tmp_path / "m.keras"))) as error:
+            export()
+        assert "\n" not in str(error.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.keras", "m.keras"]  # nothing written
+
+
+@pytest.mark.single_backend
+@pytest.mark.parametrize("flag", ["jit_compile", "overwrite"])
+def test_flags_must_be_booleans(tmp_path, flag):
+    with pytest.raises(ValueError, match=f"{flag} must be True or False; found 'yes'"):
+        vit_keras.export_saved_model(tiny_vit(), tmp_path / "m", **{flag: "yes"})
+    assert not (tmp_path / "m").exists()
+
+
 @pytest.mark.single_backend
 def test_cli_reports_a_missing_model(tmp_path, capsys):
     assert cli_main(["export", str(tmp_path / "no_such_run"), "--output", str(tmp_path / "out")]) == 2
     error = capsys.readouterr().err
-    assert "model path does not exist" in error and "no_such_run" in error
+    assert "neither a run directory nor a .keras file" in error and "no_such_run" in error
     assert not (tmp_path / "out").exists()
 
 

@@ -10,10 +10,10 @@ import numpy as np
 import onnx
 import onnxruntime
 import pytest
-
-import vit_keras
 from test_export import IMAGE_SIZE, keras_logits
 from test_export import tiny_vit as one_block_vit
+
+import vit_keras
 from vit_keras.cli import main as cli_main
 
 
@@ -66,6 +66,38 @@ def test_conv_stem_model_exports_with_its_batchnorm_statistics(tmp_path):
     np.testing.assert_allclose(session.run(["logits"], {"images": images})[0], keras_logits(model, images), atol=1e-5)
 
 
+def test_empty_batch_gives_empty_outputs(exported):
+    _, _, session = exported
+    outputs = session.run(None, {"images": np.zeros((0,) + IMAGE_SIZE + (3,), "float32")})
+    assert [(o.shape, o.dtype) for o in outputs] == [
+        ((0, 5), np.float32),
+        ((0, 5), np.float32),
+        ((0, 5), np.int32),
+        ((0, 5), np.float32),
+    ]
+
+
+@pytest.mark.parametrize(
+    "value, guard",
+    [
+        (np.nan, "images_must_be_finite"),
+        (np.inf, "images_must_be_finite"),
+        (-np.inf, "images_must_be_finite"),
+        (-1.0, "images_must_be_0_to_255"),
+        (255.5, "images_must_be_0_to_255"),
+    ],
+)
+def test_non_finite_or_out_of_range_pixels_are_refused(exported, value, guard):
+    _, _, session = exported
+    images = np.full((3,) + IMAGE_SIZE + (3,), 128, "float32")
+    images[2, 5, 6, 1] = value
+    with pytest.raises(Exception, match=f"Reshape node. Name:'{guard}'"):
+        session.run(None, {"images": images})
+    images[2, 5, 6, 1] = 255.0  # the bounds themselves are valid pixels
+    images[1, 0, 0, 0] = 0.0
+    assert np.isfinite(session.run(["logits"], {"images": images})[0]).all()
+
+
 def test_onnxruntime_rejects_the_wrong_channels(exported):
     _, _, session = exported
     with pytest.raises(Exception, match="images"):
@@ -82,6 +114,20 @@ def test_existing_file_is_refused_and_overwrite_replaces_it(exported):
     vit_keras.export_onnx(other, path, overwrite=True)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert session.get_outputs()[0].shape == ["batch", 3]
+
+
+@pytest.mark.single_backend
+def test_keras_own_onnx_export_of_a_vit_runs_in_onnxruntime(tmp_path):
+    """Keras' `model.export(format="onnx")` (TensorFlow) leaves the exact GELU's `Erfc` in the file,
+    which onnxruntime refuses; `ViT.export` first teaches tf2onnx `1 - Erf` for it."""
+    model = tiny_vit()
+    images = np.random.default_rng(3).uniform(0, 255, (4,) + IMAGE_SIZE + (3,)).astype("float32")
+    model(images[:1])
+    model.export(str(tmp_path / "keras.onnx"), format="onnx", verbose=False)
+    assert "Erfc" not in {node.op_type for node in onnx.load(tmp_path / "keras.onnx").graph.node}
+    session = onnxruntime.InferenceSession(str(tmp_path / "keras.onnx"), providers=["CPUExecutionProvider"])
+    (logits,) = session.run(None, {session.get_inputs()[0].name: images})
+    np.testing.assert_allclose(logits, keras_logits(model, images), atol=1e-5)
 
 
 @pytest.mark.single_backend
@@ -107,7 +153,7 @@ def test_bad_opset_is_rejected(tmp_path, opset):
 
 @pytest.mark.single_backend
 def test_missing_model_path_is_reported(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(FileNotFoundError, match="nope.keras is neither a run directory nor a .keras file"):
         vit_keras.export_onnx(tmp_path / "nope.keras", tmp_path / "m.onnx")
 
 
@@ -115,13 +161,27 @@ def test_missing_model_path_is_reported(tmp_path):
 def test_cli_exports_onnx_from_a_keras_file(tmp_path, capsys):
     model = tiny_vit()
     model.save(tmp_path / "model.keras")
-    assert cli_main(["export", str(tmp_path / "model.keras"), "--output", str(tmp_path / "out"),
-                     "--format", "onnx"]) == 0
+    assert (
+        cli_main(["export", str(tmp_path / "model.keras"), "--output", str(tmp_path / "out"), "--format", "onnx"]) == 0
+    )
     written = pathlib.Path(capsys.readouterr().out.strip())
     assert written == tmp_path / "out" / "model.onnx"
     session = onnxruntime.InferenceSession(str(written), providers=["CPUExecutionProvider"])
     images = np.random.default_rng(0).uniform(0, 255, (3,) + IMAGE_SIZE + (3,)).astype("float32")
     np.testing.assert_allclose(session.run(["logits"], {"images": images})[0], keras_logits(model, images), atol=1e-5)
-    assert cli_main(["export", str(tmp_path / "model.keras"), "--output", str(tmp_path / "out"),
-                     "--format", "onnx", "--version", "2"]) == 2
+    assert (
+        cli_main(
+            [
+                "export",
+                str(tmp_path / "model.keras"),
+                "--output",
+                str(tmp_path / "out"),
+                "--format",
+                "onnx",
+                "--version",
+                "2",
+            ]
+        )
+        == 2
+    )
     assert "--version" in capsys.readouterr().err

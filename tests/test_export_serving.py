@@ -6,7 +6,6 @@ exported signatures in-process.
 """
 
 import base64
-import gzip
 import json
 import pathlib
 import sys
@@ -17,25 +16,15 @@ import tensorflow as tf
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "saved_models" / "vit_mnist" / "1"
-MNIST_DIR = REPO.parent / "shared" / "data" / "mnist"
 sys.path.insert(0, str(REPO / "scripts"))
 import serving_client  # noqa: E402
 
 pytestmark = pytest.mark.single_backend  # a SavedModel and TensorFlow only: no Keras backend involved
 
 
-def read_idx(path):
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(data[3])]
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * data[3]).reshape(dims)
-
-
 @pytest.fixture(scope="module")
-def mnist_test():
-    images = read_idx(MNIST_DIR / "t10k-images-idx3-ubyte.gz")[..., None]
-    labels = read_idx(MNIST_DIR / "t10k-labels-idx1-ubyte.gz").astype(np.int64)
-    return images, labels
+def mnist_test(mnist_digits):
+    return mnist_digits.x_test, mnist_digits.y_test.astype(np.int64)
 
 
 @pytest.fixture(scope="module")
@@ -47,32 +36,40 @@ def run(loaded, signature, **inputs):
     return {k: v.numpy() for k, v in loaded.signatures[signature](**inputs).items()}
 
 
-# Issue 4 asks >= 99% of the shipped model; saved_models/README.md documents 99.53% (issue 3 asks 99.5%).
-SHIPPED_ACCURACY_FLOOR = 0.995
+# saved_models/README.md documents 99.53% on the 10,000 MNIST test digits. On the bundled sample's
+# 2,000 test digits (when the full MNIST is absent) one error is 0.05 points, so the floor is 99%.
+SHIPPED_ACCURACY_FLOOR = {True: 0.995, False: 0.99}
 
 
-def test_shipped_model_classifies_the_mnist_test_set(shipped, mnist_test):
+def test_shipped_model_classifies_the_mnist_test_set(shipped, mnist_test, mnist_digits):
     images, labels = mnist_test
-    predicted = np.concatenate([
-        run(shipped, "serving_uint8", images=tf.constant(images[i : i + 2000]))["top_k_indices"][:, 0]
-        for i in range(0, len(images), 2000)
-    ])
+    predicted = np.concatenate(
+        [
+            run(shipped, "serving_uint8", images=tf.constant(images[i : i + 2000]))["top_k_indices"][:, 0]
+            for i in range(0, len(images), 2000)
+        ]
+    )
     accuracy = float(np.mean(predicted == labels))
-    assert len(labels) == 10000 and accuracy >= SHIPPED_ACCURACY_FLOOR, accuracy
+    assert len(labels) == (10000 if mnist_digits.full else 2000), mnist_digits.source
+    assert accuracy >= SHIPPED_ACCURACY_FLOOR[mnist_digits.full], accuracy
 
 
 SHIPPED_ONNX = REPO / "saved_models" / "onnx" / "vit_mnist.onnx"
 
 
-def test_shipped_onnx_model_matches_the_saved_model(shipped, mnist_test):
+def test_shipped_onnx_model_matches_the_saved_model(shipped, mnist_test, mnist_digits):
     import onnxruntime
 
     images, labels = mnist_test
     session = onnxruntime.InferenceSession(str(SHIPPED_ONNX), providers=["CPUExecutionProvider"])
-    logits = np.concatenate([session.run(["logits"], {"images": images[i : i + 2000].astype(np.float32)})[0]
-                             for i in range(0, len(images), 2000)])
+    logits = np.concatenate(
+        [
+            session.run(["logits"], {"images": images[i : i + 2000].astype(np.float32)})[0]
+            for i in range(0, len(images), 2000)
+        ]
+    )
     accuracy = float(np.mean(logits.argmax(-1) == labels))
-    assert accuracy >= SHIPPED_ACCURACY_FLOOR, accuracy
+    assert accuracy >= SHIPPED_ACCURACY_FLOOR[mnist_digits.full], accuracy
     reference = run(shipped, "serving_default", images=tf.constant(images[:256], tf.float32))["logits"]
     np.testing.assert_allclose(logits[:256], reference, atol=1e-4)
 
@@ -81,7 +78,10 @@ def test_shipped_model_signatures_agree(shipped, mnist_test):
     images = mnist_test[0][:32]
     float_out = run(shipped, "serving_default", images=tf.constant(images, tf.float32))
     png = tf.constant([tf.io.encode_png(image).numpy() for image in images])
-    for out in (run(shipped, "serving_uint8", images=tf.constant(images)), run(shipped, "serving_bytes", image_bytes=png)):
+    for out in (
+        run(shipped, "serving_uint8", images=tf.constant(images)),
+        run(shipped, "serving_bytes", image_bytes=png),
+    ):
         np.testing.assert_allclose(out["logits"], float_out["logits"], atol=1e-5)
     labels = float_out["top_k_labels"][:, 0].astype(str)
     np.testing.assert_array_equal(labels, float_out["top_k_indices"][:, 0].astype(str))
@@ -94,7 +94,7 @@ def serve_rest(loaded, body):
     """TF Serving's REST predict in row format for a one-input signature: {"predictions": [...]}."""
     body = json.loads(json.dumps(body))  # over the wire
     signature = loaded.signatures[body.get("signature_name", "serving_default")]
-    (name, spec), = signature.structured_input_signature[1].items()
+    ((name, spec),) = signature.structured_input_signature[1].items()
     values = [base64.b64decode(v["b64"]) if isinstance(v, dict) else v for v in body["instances"]]
     tensor = tf.constant(values, dtype=spec.dtype) if spec.dtype != tf.string else tf.constant(values)
     outputs = {k: v.numpy() for k, v in signature(**{name: tensor}).items()}

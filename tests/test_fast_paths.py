@@ -3,13 +3,22 @@
 import keras
 import numpy as np
 import pytest
+from conftest import to_numpy
 
-from conftest import MNIST_DIR, to_numpy
+import vit_keras
 from vit_keras import ViT, performance
-from vit_keras.data import read_idx
 
-TINY = dict(image_size=28, in_channels=1, num_classes=10, patch_size=7, embed_dim=32, depth=2,
-            num_heads=2, mlp_dim=64, preprocessing="mnist")
+TINY = dict(
+    image_size=28,
+    in_channels=1,
+    num_classes=10,
+    patch_size=7,
+    embed_dim=32,
+    depth=2,
+    num_heads=2,
+    mlp_dim=64,
+    preprocessing="mnist",
+)
 
 
 def _tiny(**overrides):
@@ -54,8 +63,9 @@ def test_xla_inference_matches_plain(rng):
     plain.compile(jit_compile=False)
     fast = _same_weights(_tiny(), plain)
     fast.compile(**performance.fast_compile_options())
-    np.testing.assert_allclose(to_numpy(fast.predict_on_batch(images)), to_numpy(plain.predict_on_batch(images)),
-                               atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(
+        to_numpy(fast.predict_on_batch(images)), to_numpy(plain.predict_on_batch(images)), atol=1e-4, rtol=1e-4
+    )
 
 
 def test_fast_training_steps_match_plain(rng):
@@ -90,26 +100,31 @@ def test_bfloat16_logits_track_float32(rng):
     assert np.linalg.norm(logits - reference) / np.linalg.norm(reference) < 0.03
 
 
-def _mnist(n_train, n_held_out):
-    """The first images of MNIST's train split: a training part and a held-out part (no test split)."""
-    images = read_idx(MNIST_DIR / "train-images-idx3-ubyte.gz")[: n_train + n_held_out].astype("float32")
-    labels = read_idx(MNIST_DIR / "train-labels-idx1-ubyte.gz")[: n_train + n_held_out].astype("int32")
-    images = images.reshape(-1, 28, 28, 1)
+def _mnist(digits, n_train, n_held_out):
+    """The first images of MNIST's train split: a training part and a held-out part (no test split).
+
+    The same counts whether `digits` is the full MNIST or the bundled sample (10,000 train digits).
+    """
+    images = digits.x_train[: n_train + n_held_out].astype("float32")
+    labels = digits.y_train[: n_train + n_held_out]
     return (images[:n_train], labels[:n_train]), (images[n_train:], labels[n_train:])
 
 
 def _train_accuracy(precision, compile_options, train, held_out):
     keras.mixed_precision.set_global_policy(precision)
     model = _tiny()
-    model.compile(optimizer=keras.optimizers.Adam(3e-3), metrics=["accuracy"],
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), **compile_options)
+    model.compile(
+        optimizer=keras.optimizers.Adam(3e-3),
+        metrics=["accuracy"],
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        **compile_options,
+    )
     model.fit(*train, batch_size=32, epochs=2, shuffle=False, verbose=0)
     keras.mixed_precision.set_global_policy("float32")
     return model.evaluate(*held_out, batch_size=500, verbose=0)[1]
 
 
-@pytest.mark.skipif(not MNIST_DIR.is_dir(), reason=f"real MNIST is not at {MNIST_DIR}")
-def test_bfloat16_fast_path_learns_mnist_as_well_as_plain():
+def test_bfloat16_fast_path_learns_mnist_as_well_as_plain(mnist_digits):
     """XLA + bfloat16 learns real digits at least as well as plain float32 (within 4 points).
 
     One-sided: after 2 short epochs both are still climbing steeply, so bfloat16's rounding moves
@@ -117,7 +132,7 @@ def test_bfloat16_fast_path_learns_mnist_as_well_as_plain():
     was 4.8 points *better*); losing accuracy is what the fast path must not do.
     (XLA float32 itself is step-for-step identical to the plain path: see above.)
     """
-    train, held_out = _mnist(2000, 1000)
+    train, held_out = _mnist(mnist_digits, 2000, 1000)
     plain = _train_accuracy("float32", dict(jit_compile=False), train, held_out)
     bf16 = _train_accuracy("mixed_bfloat16", performance.fast_compile_options(), train, held_out)
     assert plain > 0.45, f"the plain path did not learn: held-out accuracy {plain:.3f}"
@@ -132,9 +147,9 @@ def test_xla_savedmodel_serves_the_model(rng, tmp_path, precision):
     keras.mixed_precision.set_global_policy(precision)
     model = _tiny()
     images = _images(rng, 8)
-    path = performance.export_for_serving(model, str(tmp_path / "served"))
-    loaded = tf.saved_model.load(path)  # keep a reference: `serve` needs the loaded variables alive
-    served = loaded.serve(tf.constant(images)).numpy()
+    path = vit_keras.export_saved_model(model, tmp_path / "served", version=1, jit_compile=True)
+    loaded = tf.saved_model.load(path)  # keep a reference: the signatures need the loaded variables alive
+    served = loaded.signatures["serving_default"](images=tf.constant(images))["logits"].numpy()
     np.testing.assert_allclose(served, to_numpy(model(images)), atol=1e-4 if precision == "float32" else 5e-2)
-    with pytest.raises(FileExistsError, match="not empty"):
-        performance.export_for_serving(model, path)
+    with pytest.raises(FileExistsError, match="version 1 already exists"):
+        vit_keras.export_saved_model(model, tmp_path / "served", version=1, jit_compile=True)

@@ -3,15 +3,17 @@
 import keras
 import numpy as np
 import pytest
-
 from conftest import to_numpy
+
 from vit_keras.layers import (
+    AddPositionEmbs,
     ClassToken,
     ConvStem,
     DropPath,
     PatchEmbedding,
     PositionEmbedding,
     TokenPooling,
+    TransformerBlock,
     TransformerEncoderBlock,
     resample_position_table,
 )
@@ -178,9 +180,7 @@ def test_encoder_block_matches_numpy_reference(rng):
 
 def test_encoder_block_dropout_and_drop_path_only_in_training(rng):
     x = rng.normal(size=(8, 5, 8)).astype("float32")
-    block = TransformerEncoderBlock(
-        num_heads=2, mlp_dim=16, dropout=0.3, attention_dropout=0.3, drop_path=0.5
-    )
+    block = TransformerEncoderBlock(num_heads=2, mlp_dim=16, dropout=0.3, attention_dropout=0.3, drop_path=0.5)
     inference = to_numpy(block(x, training=False))
     np.testing.assert_array_equal(inference, to_numpy(block(x, training=False)))
     assert not np.allclose(to_numpy(block(x, training=True)), inference)
@@ -220,6 +220,8 @@ def test_token_pooling(rng):
         TransformerEncoderBlock(num_heads=2, mlp_dim=12, dropout=0.1, drop_path=0.2, name="blk"),
         DropPath(0.3, seed=4, name="dp"),
         TokenPooling("gap", name="tp"),
+        AddPositionEmbs(name="ape"),
+        TransformerBlock(num_heads=2, mlp_dim=12, dropout=0.1, name="tb"),
     ],
     ids=lambda layer: type(layer).__name__,
 )
@@ -230,3 +232,49 @@ def test_layer_config_round_trip(layer):
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
     assert type(restored) is type(layer)
     assert restored.get_config() == config
+
+
+def test_legacy_add_position_embs_takes_no_arguments(rng):
+    """The older vit-keras library's AddPositionEmbs(): a square grid after the class token, stddev 0.06."""
+    layer = AddPositionEmbs(name="posembed_input")
+    assert isinstance(layer, PositionEmbedding)
+    tokens = rng.normal(size=(2, 1 + 14 * 14, 64)).astype("float32")
+    out = to_numpy(layer(tokens))
+    table = to_numpy(layer.table)
+    assert layer.grid_size == (14, 14) and table.shape == (1, 197, 64)
+    assert 0.05 < table.std() < 0.07
+    np.testing.assert_allclose(out, tokens + table, atol=1e-6)
+
+
+def test_legacy_transformer_block_returns_outputs_and_attention(rng):
+    """The old TransformerBlock(num_heads, mlp_dim, dropout) returned (outputs, weights); ours does too."""
+    x = rng.normal(size=(2, 5, 8)).astype("float32")
+    legacy = TransformerBlock(num_heads=2, mlp_dim=16, dropout=0.1)
+    outputs, weights = legacy(x)
+    ours = TransformerEncoderBlock(num_heads=2, mlp_dim=16, dropout=0.1)
+    ours.build(x.shape)
+    ours.set_weights(legacy.get_weights())  # the same weights, in the same order
+    expected, scores = ours(x, return_attention_scores=True)
+    np.testing.assert_allclose(to_numpy(outputs), to_numpy(expected), atol=1e-6)
+    np.testing.assert_allclose(to_numpy(weights), to_numpy(scores), atol=1e-6)
+    np.testing.assert_allclose(to_numpy(weights).sum(-1), 1.0, atol=1e-5)
+    with pytest.raises(TypeError, match="dropout"):
+        TransformerBlock(num_heads=2, mlp_dim=16)  # required, as in the old library
+
+
+def test_legacy_layers_build_a_functional_model_that_round_trips(tmp_path, rng):
+    """Old-style model code, `y, _ = TransformerBlock(...)(y)`, builds, saves and reloads."""
+    images = rng.random((2, 8, 8, 3)).astype("float32")
+    inputs = keras.Input((8, 8, 3))
+    y = PatchEmbedding(patch_size=4, embed_dim=8)(inputs)
+    y = AddPositionEmbs(name="posembed_input")(ClassToken(name="class_token")(y))
+    y, _ = TransformerBlock(num_heads=2, mlp_dim=16, dropout=0.1, name="encoderblock_0")(y)
+    y, weights = TransformerBlock(num_heads=2, mlp_dim=16, dropout=0.1, name="encoderblock_1")(y)
+    assert tuple(weights.shape) == (None, 2, 5, 5)
+    model = keras.Model(inputs, [TokenPooling("token")(y), weights])
+    features, attention = (to_numpy(t) for t in model(images))
+    assert features.shape == (2, 8) and attention.shape == (2, 2, 5, 5)
+    model.save(tmp_path / "legacy.keras")
+    restored = keras.saving.load_model(tmp_path / "legacy.keras")
+    assert type(restored.get_layer("encoderblock_1")) is TransformerBlock
+    np.testing.assert_allclose(to_numpy(restored(images)[0]), features, atol=1e-6)

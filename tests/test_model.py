@@ -1,21 +1,30 @@
-"""The ViT model: the seed's call, options, bad configuration and bad input."""
+"""The ViT model: the MNIST tutorial's call, options, bad configuration and bad input."""
 
 import keras
 import numpy as np
 import pytest
-
-import vit_keras
 from conftest import to_numpy
 
-SEED_KWARGS = dict(
-    image_size=28, in_channels=1, embed_dim=100, patch_size=7, num_layers=1, num_heads=1,
-    num_encoders=1, num_classes=10, expansion=4, dropout=0.1,
+import vit_keras
+
+TUTORIAL_KWARGS = dict(
+    image_size=28,
+    in_channels=1,
+    embed_dim=100,
+    patch_size=7,
+    num_layers=1,
+    num_heads=1,
+    num_encoders=1,
+    num_classes=10,
+    expansion=4,
+    dropout=0.1,
 )
 
 
 def tiny(**overrides):
-    kwargs = dict(image_size=16, patch_size=4, in_channels=3, num_classes=5, embed_dim=12,
-                  depth=2, num_heads=2, mlp_dim=24)
+    kwargs = dict(
+        image_size=16, patch_size=4, in_channels=3, num_classes=5, embed_dim=12, depth=2, num_heads=2, mlp_dim=24
+    )
     kwargs.update(overrides)
     return vit_keras.ViT(**kwargs)
 
@@ -24,36 +33,51 @@ def embedding_model(model):
     return keras.Model(model.input, model.get_layer("position_embedding").output)
 
 
-def test_seed_call_verbatim(rng):
-    model = vit_keras.ViT(**SEED_KWARGS)
+def test_tutorial_call_verbatim(rng):
+    """The original PyTorch tutorial's call, argument spellings included (num_layers, num_encoders, expansion)."""
+    model = vit_keras.ViT(**TUTORIAL_KWARGS)
     assert isinstance(model, keras.Model)
     assert (model.depth, model.mlp_dim, model.dropout) == (1, 400, 0.1)
     images = rng.random((4, 28, 28, 1)).astype("float32")
     assert tuple(model(images).shape) == (4, 10)
     assert tuple(model.predict(images, verbose=0).shape) == (4, 10)
-    assert tuple(embedding_model(model)(images).shape) == (4, 17, 100)
+    assert tuple(embedding_model(model)(images).shape) == (4, 17, 100)  # 16 patches + the class token
 
 
 def test_channels_first_takes_nchw_batches_and_matches_nhwc(rng):
-    nhwc = vit_keras.ViT(**SEED_KWARGS)
-    nchw = vit_keras.ViT(**SEED_KWARGS, data_format="channels_first")
+    nhwc = vit_keras.ViT(**TUTORIAL_KWARGS)
+    nchw = vit_keras.ViT(**TUTORIAL_KWARGS, data_format="channels_first")
     nchw.set_weights(nhwc.get_weights())
     images = rng.random((4, 28, 28, 1)).astype("float32")
-    batch = images.transpose(0, 3, 1, 2)  # the seed's (4, 1, 28, 28)
+    batch = images.transpose(0, 3, 1, 2)  # the tutorial's (4, 1, 28, 28)
+    assert batch.shape == (4, 1, 28, 28)
     assert tuple(embedding_model(nchw)(batch).shape) == (4, 17, 100)
+    assert tuple(nchw(batch).shape) == (4, 10)
     np.testing.assert_allclose(to_numpy(nchw(batch)), to_numpy(nhwc(images)), atol=1e-5)
 
 
 def test_issue_example_with_mlp_ratio():
-    model = vit_keras.ViT(image_size=28, in_channels=1, embed_dim=100, patch_size=7, num_layers=1,
-                          num_heads=1, num_classes=10, mlp_ratio=4.0, dropout=0.1)
-    assert model.mlp_dim == 400 and model.count_params() == vit_keras.ViT(**SEED_KWARGS).count_params()
+    model = vit_keras.ViT(
+        image_size=28,
+        in_channels=1,
+        embed_dim=100,
+        patch_size=7,
+        num_layers=1,
+        num_heads=1,
+        num_classes=10,
+        mlp_ratio=4.0,
+        dropout=0.1,
+    )
+    assert model.mlp_dim == 400 and model.count_params() == vit_keras.ViT(**TUTORIAL_KWARGS).count_params()
 
 
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(depth=2, num_layers=3), r"depth and num_layers all set the depth and must agree; found depth=2, num_layers=3"),
+        (
+            dict(depth=2, num_layers=3),
+            r"depth and num_layers all set the depth and must agree; found depth=2, num_layers=3",
+        ),
         (dict(num_layers=1, num_encoders=2), r"num_layers=1, num_encoders=2"),
         (dict(mlp_ratio=4, expansion=2), r"mlp_ratio=4, expansion=2"),
         (dict(mlp_dim=100, mlp_ratio=4.0, embed_dim=12), r"mlp_dim and mlp_ratio must agree; found mlp_dim=100"),
@@ -66,16 +90,26 @@ def test_disagreeing_spellings_raise(kwargs, message):
 
 
 def test_agreeing_spellings_are_accepted():
-    model = vit_keras.ViT(image_size=16, patch_size=4, embed_dim=12, num_heads=2, depth=2,
-                          num_layers=2, num_encoders=2, mlp_ratio=2, expansion=2, mlp_dim=24)
+    model = vit_keras.ViT(
+        image_size=16,
+        patch_size=4,
+        embed_dim=12,
+        num_heads=2,
+        depth=2,
+        num_layers=2,
+        num_encoders=2,
+        mlp_ratio=2,
+        expansion=2,
+        mlp_dim=24,
+    )
     assert (model.depth, model.mlp_dim) == (2, 24)
 
 
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(image_size=30), r"image_size must be divisible by patch_size=4; found image_size \(30, 30\)"),
-        (dict(image_size=(16, 18)), r"found image_size \(16, 18\)"),
+        (dict(image_size=30), r"image_size must be divisible by patch_size=4; found image_size=\(30, 30\)\.$"),
+        (dict(image_size=(16, 18)), r"found image_size=\(16, 18\)"),
         (dict(embed_dim=10, num_heads=3), r"embed_dim must be divisible by num_heads=3; found embed_dim=10"),
         (dict(patch_size=0), r"patch_size must be a positive integer; found 0"),
         (dict(depth=-1), r"depth must be a positive integer; found -1"),
@@ -88,6 +122,17 @@ def test_agreeing_spellings_are_accepted():
         (dict(preprocessing="bogus"), r"preprocessing must be None, one of .*found 'bogus'"),
         (dict(stem="hybrid"), r"stem must be one of \['patch', 'conv'\]; found 'hybrid'"),
         (dict(stem="conv", image_size=18, patch_size=6), r"power of two .*found patch_size=6"),
+        (dict(mlp_ratio=0), r"mlp_ratio must be a positive number; found 0"),
+        (dict(expansion="4"), r"mlp_ratio must be a positive number; found '4'"),
+        (dict(mlp_dim=0), r"mlp_dim must be a positive integer; found 0"),
+        (dict(representation_size=0), r"representation_size must be a positive integer; found 0"),
+        (dict(attention_dropout=-0.1), r"attention_dropout must be a number in \[0, 1\); found -0.1"),
+        (dict(drop_path=True), r"drop_path must be a number in \[0, 1\); found True"),
+        (dict(pooling=None), r"pooling must be one of \['token', 'gap'\]; found None"),  # a head needs pooling
+        (dict(preprocessing={"mean": [0.1, 0.2], "std": 0.5}), r"preprocessing mean and std must be .*3 per-channel"),
+        (dict(preprocessing={"mean": 0.5, "std": 0.0}), r"preprocessing std must be positive; found \[0.0, 0.0, 0.0\]"),
+        (dict(layer_norm_epsilon=0), r"layer_norm_epsilon must be a positive number; found 0"),
+        (dict(dtype="float12"), r"dtype must be None, a dtype policy name .*found 'float12'"),
     ],
 )
 def test_bad_configuration_raises(kwargs, message):
@@ -150,8 +195,9 @@ def test_model_learns_a_tiny_task(rng):
     labels = (images[:, :8].mean(axis=(1, 2, 3)) > images[:, 8:].mean(axis=(1, 2, 3))).astype("int32")
     keras.utils.set_random_seed(0)
     model = tiny(num_classes=2)
-    model.compile(keras.optimizers.Adam(3e-3),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    model.compile(
+        keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"]
+    )
     first = model.evaluate(images, labels, verbose=0)[0]
     model.fit(images, labels, epochs=40, batch_size=16, verbose=0)
     loss, accuracy = model.evaluate(images, labels, verbose=0)
@@ -166,8 +212,9 @@ def test_conv_stem_model_learns_and_round_trips(tmp_path, rng):
     model = tiny(num_classes=2, stem="conv")
     assert "conv_stem" in [layer.name for layer in model.layers]
     assert "patch_embedding" not in [layer.name for layer in model.layers]
-    model.compile(keras.optimizers.Adam(3e-3),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    model.compile(
+        keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"]
+    )
     first = model.evaluate(images, labels, verbose=0)[0]
     model.fit(images, labels, epochs=40, batch_size=16, verbose=0)
     loss, accuracy = model.evaluate(images, labels, verbose=0)  # inference: moving statistics
@@ -186,10 +233,15 @@ def test_mixed_bfloat16_is_finite_and_close(rng):
     images = rng.random((2, 16, 16, 3)).astype("float32")
     reference = tiny()
     expected = to_numpy(reference(images))
+    explicit = tiny(dtype="mixed_bfloat16")  # the policy as an argument, under the float32 global policy
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     mixed = tiny()
-    mixed.set_weights(reference.get_weights())
-    assert mixed.get_layer("encoder_block_0").compute_dtype == "bfloat16"
-    out = to_numpy(mixed(images))
-    assert out.dtype == np.float32 and np.all(np.isfinite(out))
-    np.testing.assert_allclose(out, expected, atol=0.05 * np.abs(expected).max() + 0.02)
+    for model in (mixed, explicit):
+        model.set_weights(reference.get_weights())
+        assert model.dtype_policy.name == "mixed_bfloat16"
+        assert model.get_layer("encoder_block_0").compute_dtype == "bfloat16"
+        assert model.get_layer("head").compute_dtype == "float32"
+        out = to_numpy(model(images))
+        assert out.dtype == np.float32 and np.all(np.isfinite(out))
+        np.testing.assert_allclose(out, expected, atol=0.05 * np.abs(expected).max() + 0.02)
+    np.testing.assert_array_equal(to_numpy(explicit(images)), to_numpy(mixed(images)))

@@ -17,8 +17,7 @@ def test_quickstart_notebook_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
     notebook = nbformat.read(NOTEBOOK, as_version=4)
-    client = NotebookClient(notebook, timeout=300, kernel_name="python3",
-                            resources={"metadata": {"path": str(REPO)}})
+    client = NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(REPO)}})
     try:
         client.execute()
     except CellExecutionError as error:
@@ -28,8 +27,14 @@ def test_quickstart_notebook_runs(tmp_path, monkeypatch):
     assert not [o for o in outputs if o.output_type == "error"]
     pictures = [o for o in outputs if o.output_type == "display_data" and "image/png" in o.data]
     assert len(pictures) == 4  # curves, confusion matrix, attention maps, position embeddings
-    for name in ("metrics.csv", "curves.png", "confusion_matrix.png", "attention.png",
-                 "position_embeddings.png", "saved_model/1/saved_model.pb"):
+    for name in (
+        "metrics.csv",
+        "curves.png",
+        "confusion_matrix.png",
+        "attention.png",
+        "position_embeddings.png",
+        "saved_model/1/saved_model.pb",
+    ):
         assert (tmp_path / name).is_file() and (tmp_path / name).stat().st_size > 0, name
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "test accuracy" in text and "predicted" in text

@@ -1,8 +1,16 @@
-"""Paper presets: architecture and timm's parameter counts."""
+"""Named architectures: the one table, the paper's presets (timm's parameter counts), the MNIST models."""
+
+import json
+import os
+import subprocess
+import sys
 
 import pytest
+from conftest import REPO
 
 import vit_keras
+from vit_keras import architectures, presets
+from vit_keras.architectures import ARCHITECTURES
 from vit_keras.presets import PRESETS, preset_config
 
 # timm's VisionTransformer at 224 px with 1000 classes.
@@ -37,9 +45,10 @@ def test_presets_match_paper(name):
     assert (config["embed_dim"], config["mlp_dim"], config["num_heads"], config["depth"]) == PAPER[name]
 
 
-def test_mnist_preset_takes_digits():
-    model = vit_keras.vit_mnist()
-    assert model.input_layout == (28, 28, 1) and model.num_classes == 10
+@pytest.mark.parametrize("name", ["vit_mnist", "vit_mnist_tiny", "vit_mnist_p7"])
+def test_mnist_presets_take_digits(name):
+    model = getattr(vit_keras, name)()
+    assert model.input_layout == (28, 28, 1) and model.num_classes == 10 and model.name == name
 
 
 def test_preset_overrides_and_unknown_name():
@@ -47,3 +56,62 @@ def test_preset_overrides_and_unknown_name():
     assert (model.image_size, model.num_classes, model.depth, model.embed_dim) == ((32, 32), 7, 2, 192)
     with pytest.raises(ValueError, match=r"preset must be one of .*found 'vit_x99'"):
         preset_config("vit_x99")
+
+
+def test_tutorial_preset_is_the_tutorial_model():
+    """vit_mnist_p7 is the original PyTorch tutorial's ViT: 28x28x1, patch 7, width 100, 1 block, 1 head, MLP 400."""
+    model = vit_keras.vit_mnist_p7()
+    tutorial = vit_keras.ViT(
+        image_size=28,
+        in_channels=1,
+        embed_dim=100,
+        patch_size=7,
+        num_layers=1,
+        num_heads=1,
+        num_encoders=1,
+        num_classes=10,
+        expansion=4,
+        dropout=0.1,
+    )
+    expected = {**tutorial.get_config(), "name": "vit_mnist_p7"}
+    assert model.get_config() == expected
+    assert model.count_params() == tutorial.count_params() == 129_310
+
+
+def test_every_architecture_has_a_builder_and_is_the_one_table():
+    assert PRESETS is ARCHITECTURES
+    assert set(architectures.PAPER_ARCHITECTURES) | {"vit_mnist", "vit_mnist_tiny", "vit_mnist_p7"} == set(
+        ARCHITECTURES
+    )
+    for name, arch in ARCHITECTURES.items():
+        builder = getattr(vit_keras, name)
+        assert builder is getattr(presets, name) and builder.__name__ == name
+        assert f"width {arch['embed_dim']}" in builder.__doc__
+        assert preset_config(name) == arch and preset_config(name) is not arch  # a copy
+
+
+ARCHITECTURES_FILE = REPO / "vit_keras" / "architectures.py"
+
+
+def test_architectures_module_imports_nothing():
+    """Pure data: the command line reads it without loading Keras or anything else."""
+    source = (REPO / "vit_keras" / "architectures.py").read_text()
+    assert "import " not in source.replace(">>> from vit_keras.architectures import", "")
+    # Loaded from its file, as a module of its own: the package's __init__ imports Keras.
+    script = (
+        "import importlib.util, json, sys; before = set(sys.modules); "
+        f"spec = importlib.util.spec_from_file_location('architectures', {str(ARCHITECTURES_FILE)!r}); "
+        "spec.loader.exec_module(importlib.util.module_from_spec(spec)); "
+        "print(json.dumps(sorted(set(sys.modules) - before)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "KERAS_BACKEND": "jax"},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    loaded = json.loads(done.stdout)
+    assert not [name for name in loaded if name.split(".")[0] in ("keras", "tensorflow", "jax", "torch", "numpy")]

@@ -15,8 +15,8 @@ from conftest import FIXTURES, to_numpy
 
 import vit_keras
 from vit_keras.pretrained import (
-    CheckpointError,
     PUBLISHED,
+    CheckpointError,
     load_preset_weights,
     load_pretrained,
     model_variables,
@@ -33,9 +33,14 @@ TOLERANCE = 1e-4
 
 def build(image_size=CONFIG["img"], **overrides):
     kwargs = dict(
-        image_size=image_size, patch_size=CONFIG["patch"], in_channels=CONFIG["ch"],
-        embed_dim=CONFIG["dim"], depth=CONFIG["depth"], num_heads=CONFIG["heads"],
-        mlp_dim=CONFIG["mlp"], num_classes=CONFIG["classes"],
+        image_size=image_size,
+        patch_size=CONFIG["patch"],
+        in_channels=CONFIG["ch"],
+        embed_dim=CONFIG["dim"],
+        depth=CONFIG["depth"],
+        num_heads=CONFIG["heads"],
+        mlp_dim=CONFIG["mlp"],
+        num_classes=CONFIG["classes"],
     )
     return vit_keras.ViT(**{**kwargs, **overrides})
 
@@ -75,14 +80,18 @@ def timm_to_huggingface(state, prefix="vit."):
     out = {}
     for i in range(CONFIG["depth"]):
         src, dst = f"blocks.{i}.", f"{prefix}encoder.layer.{i}."
-        for a, b in [("norm1", "layernorm_before"), ("norm2", "layernorm_after"),
-                     ("attn.proj", "attention.output.dense"), ("mlp.fc1", "intermediate.dense"),
-                     ("mlp.fc2", "output.dense")]:
+        for a, b in [
+            ("norm1", "layernorm_before"),
+            ("norm2", "layernorm_after"),
+            ("attn.proj", "attention.output.dense"),
+            ("mlp.fc1", "intermediate.dense"),
+            ("mlp.fc2", "output.dense"),
+        ]:
             for leaf in ("weight", "bias"):
                 out[f"{dst}{b}.{leaf}"] = state[f"{src}{a}.{leaf}"]
         for j, part in enumerate(("query", "key", "value")):
-            out[f"{dst}attention.attention.{part}.weight"] = state[f"{src}attn.qkv.weight"][j * dim:(j + 1) * dim]
-            out[f"{dst}attention.attention.{part}.bias"] = state[f"{src}attn.qkv.bias"][j * dim:(j + 1) * dim]
+            out[f"{dst}attention.attention.{part}.weight"] = state[f"{src}attn.qkv.weight"][j * dim : (j + 1) * dim]
+            out[f"{dst}attention.attention.{part}.bias"] = state[f"{src}attn.qkv.bias"][j * dim : (j + 1) * dim]
     out[f"{prefix}embeddings.cls_token"] = state["cls_token"]
     out[f"{prefix}embeddings.position_embeddings"] = state["pos_embed"]
     out[f"{prefix}embeddings.patch_embeddings.projection.weight"] = state["patch_embed.proj.weight"]
@@ -114,7 +123,8 @@ def scramble(model, seed=0):
 @pytest.mark.parametrize("image_size", [CONFIG["img"], CONFIG["resize"]])
 def test_google_timm_and_huggingface_checkpoints_give_timms_logits(tmp_path, image_size):
     """Google `.npz`, timm `.safetensors`, and an HF snapshot directory (`model.safetensors`)
-    and `pytorch_model.bin` written from the same weights: timm's logits within 1e-4."""
+    and `pytorch_model.bin` written from the same weights: timm's logits within 1e-4. The 48 px
+    logits were made with a bilinear table (the fixture's README), so every source is loaded so."""
     snapshot_dir = tmp_path / "hf-vit"  # a save_pretrained() directory
     snapshot_dir.mkdir()
     huggingface = timm_to_huggingface(timm_state())
@@ -124,7 +134,7 @@ def test_google_timm_and_huggingface_checkpoints_give_timms_logits(tmp_path, ima
     for seed, source in enumerate((GOOGLE, TIMM, snapshot_dir, bin_file)):
         scramble(model, seed)
         assert max_error(model, image_size) > 1.0
-        loaded = load_pretrained(model, source)
+        loaded = load_pretrained(model, source, interpolation="bilinear")
         assert "head/kernel" in loaded and "position_embedding" in loaded
         assert max_error(model, image_size) < TOLERANCE, source
 
@@ -208,10 +218,16 @@ def write_google_checkpoint(path, preset, num_classes=1000, grid=14, seed=0):
     def r(*shape):
         return rng.normal(0, 0.02, size=shape).astype("float32")
 
-    arrays = {"embedding/kernel": r(p, p, 3, d), "embedding/bias": r(d), "cls": r(1, 1, d),
-              "Transformer/posembed_input/pos_embedding": r(1, grid * grid + 1, d),
-              "Transformer/encoder_norm/scale": 1 + r(d), "Transformer/encoder_norm/bias": r(d),
-              "head/kernel": r(d, num_classes), "head/bias": r(num_classes)}
+    arrays = {
+        "embedding/kernel": r(p, p, 3, d),
+        "embedding/bias": r(d),
+        "cls": r(1, 1, d),
+        "Transformer/posembed_input/pos_embedding": r(1, grid * grid + 1, d),
+        "Transformer/encoder_norm/scale": 1 + r(d),
+        "Transformer/encoder_norm/bias": r(d),
+        "head/kernel": r(d, num_classes),
+        "head/bias": r(num_classes),
+    }
     for i in range(arch["depth"]):
         b = f"Transformer/encoderblock_{i}/"
         for norm in ("LayerNorm_0", "LayerNorm_2"):
@@ -266,8 +282,12 @@ def test_published_names_resolve_to_googles_urls():
     in21k = resolve_published("vit_b16", "imagenet21k", 224)  # the old library's name
     assert in21k.url.endswith("/imagenet21k/ViT-B_16.npz") and in21k.representation_size == 768
     assert resolve_published("vit_l16", "in21k_ft_in1k", 224).url.endswith("ViT-L_16-224.npz")
-    assert all(c.url.startswith("https://storage.googleapis.com/vit_models/")
-               for names in PUBLISHED.values() for cs in names.values() for c in cs)
+    assert all(
+        c.url.startswith("https://storage.googleapis.com/vit_models/")
+        for names in PUBLISHED.values()
+        for cs in names.values()
+        for c in cs
+    )
     with pytest.raises(ValueError, match=r"vit_b16.*augreg_in21k_ft_in1k.*'nope'"):
         resolve_published("vit_b16", "nope")
 
@@ -346,8 +366,12 @@ def test_wrong_shape_names_expected_and_found(victim, tmp_path):
     state = timm_state()
     state["blocks.0.mlp.fc1.weight"] = state["blocks.0.mlp.fc1.weight"][:64]
     safetensors.numpy.save_file(state, str(tmp_path / "narrow.safetensors"))
-    failing_load(victim, tmp_path / "narrow.safetensors", ValueError,
-                 r"'encoder_block_0/mlp_in/kernel' has shape \(48, 64\); the model expects \(48, 96\)")
+    failing_load(
+        victim,
+        tmp_path / "narrow.safetensors",
+        ValueError,
+        r"'encoder_block_0/mlp_in/kernel' has shape \(48, 64\); the model expects \(48, 96\)",
+    )
 
 
 @pytest.mark.single_backend
@@ -363,7 +387,7 @@ def test_truncated_file_raises_before_any_change(victim, tmp_path, name):
 @pytest.mark.single_backend
 def test_corrupt_bytes_inside_an_npz_raise(victim, tmp_path):
     data = bytearray(GOOGLE.read_bytes())
-    data[len(data) // 2: len(data) // 2 + 64] = b"\x00" * 64  # damages one member: CRC fails on read
+    data[len(data) // 2 : len(data) // 2 + 64] = b"\x00" * 64  # damages one member: CRC fails on read
     (tmp_path / "corrupt.npz").write_bytes(bytes(data))
     failing_load(victim, tmp_path / "corrupt.npz", CheckpointError, "could not be read|not a readable")
 
@@ -438,13 +462,47 @@ def test_cli_fine_tunes_a_new_head_on_the_frozen_checkpoint(tmp_path, capsys):
     (x_train, y_train), (x_test, y_test) = split(320), split(64)
     np.savez(tmp_path / "data.npz", x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
     output = tmp_path / "run"
-    code = cli.main([
-        "train", "--dataset", f"npz:{tmp_path / 'data.npz'}", "--preset", "vit_ti16", "--image-size", "32",
-        "--patch-size", str(CONFIG["patch"]), "--embed-dim", str(CONFIG["dim"]), "--depth", str(CONFIG["depth"]),
-        "--num-heads", str(CONFIG["heads"]), "--mlp-dim", str(CONFIG["mlp"]), "--preprocessing", "symmetric",
-        "--augment", "none", "--weights", str(TIMM), "--freeze-backbone", "--epochs", "2", "--batch-size", "32",
-        "--lr", "0.01", "--warmup", "0", "--no-tensorboard", "--no-export", "--quiet", "--output", str(output),
-    ])
+    code = cli.main(
+        [
+            "train",
+            "--dataset",
+            f"npz:{tmp_path / 'data.npz'}",
+            "--preset",
+            "vit_ti16",
+            "--image-size",
+            "32",
+            "--patch-size",
+            str(CONFIG["patch"]),
+            "--embed-dim",
+            str(CONFIG["dim"]),
+            "--depth",
+            str(CONFIG["depth"]),
+            "--num-heads",
+            str(CONFIG["heads"]),
+            "--mlp-dim",
+            str(CONFIG["mlp"]),
+            "--preprocessing",
+            "symmetric",
+            "--augment",
+            "none",
+            "--weights",
+            str(TIMM),
+            "--freeze-backbone",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "32",
+            "--lr",
+            "0.01",
+            "--warmup",
+            "0",
+            "--no-tensorboard",
+            "--no-export",
+            "--quiet",
+            "--output",
+            str(output),
+        ]
+    )
     capsys.readouterr()
     assert code == 0
     results = json.loads((output / "results.json").read_text())
@@ -456,3 +514,163 @@ def test_cli_fine_tunes_a_new_head_on_the_frozen_checkpoint(tmp_path, capsys):
         for got, want in zip(tuned.get_layer(name).weights, reference_model.get_layer(name).weights):
             np.testing.assert_array_equal(to_numpy(got), to_numpy(want))
     assert to_numpy(tuned.get_layer("head").kernel).shape == (CONFIG["dim"], 2)
+
+
+# --- resampling the position table as each source's library does -------------------------------------
+
+
+def torch_resized_table(table, grid, mode, antialias):
+    """The table resized by torch's F.interpolate, as timm's `resample_abs_pos_embed` and
+    transformers' `interpolate_pos_encoding` call it (class row kept)."""
+    torch = pytest.importorskip("torch")
+    side = int(np.sqrt(table.shape[1] - 1))
+    patches = torch.from_numpy(table[:, 1:]).reshape(1, side, side, -1).permute(0, 3, 1, 2)
+    resized = torch.nn.functional.interpolate(patches, size=grid, mode=mode, antialias=antialias, align_corners=False)
+    return np.concatenate([table[:, :1], resized.permute(0, 2, 3, 1).reshape(1, -1, table.shape[-1]).numpy()], 1)
+
+
+def test_position_table_is_resampled_as_each_source_does(tmp_path):
+    """At 48 px (a 6x6 grid from 4x4): Google `.npz` bilinear (timm's `_load_weights`: the
+    fixture's logits), timm state dicts bicubic with antialiasing (timm's `checkpoint_filter_fn`),
+    Hugging Face folders bicubic (transformers' `interpolate_pos_encoding`); `interpolation=` overrides."""
+    size, grid = CONFIG["resize"], (CONFIG["resize"] // CONFIG["patch"],) * 2
+    table = timm_state()["pos_embed"]
+    model = build(size)
+    load_pretrained(model, GOOGLE)
+    assert max_error(model, size) < TOLERANCE
+    hf_dir = tmp_path / "hf"
+    hf_dir.mkdir()
+    safetensors.numpy.save_file(timm_to_huggingface(timm_state()), str(hf_dir / "model.safetensors"))
+    for source, mode, antialias in [(TIMM, "bicubic", True), (hf_dir, "bicubic", False)]:
+        load_pretrained(model, source)
+        got = to_numpy(model.get_layer("position_embedding").table)
+        np.testing.assert_allclose(got, torch_resized_table(table, grid, mode, antialias), atol=2e-6)
+        assert max_error(model, size) > 1e-3  # not the bilinear table of the fixture's logits
+    load_pretrained(model, TIMM, interpolation="bilinear")
+    assert max_error(model, size) < TOLERANCE
+
+
+@pytest.mark.single_backend
+@pytest.mark.parametrize("old, new", [(4, 6), (14, 2), (24, 14), (7, 5)])
+def test_resample_table_matches_torch_interpolate(old, new):
+    from vit_keras.pretrained import resample_table
+
+    table = np.random.default_rng(old).normal(size=(1, 1 + old * old, 8)).astype("float32")
+    for mode in ("bilinear", "bicubic"):
+        for antialias in (False, True):
+            expected = torch_resized_table(table, (new, new), mode, antialias)
+            np.testing.assert_allclose(resample_table(table, (new, new), mode, antialias), expected, atol=1e-5)
+
+
+# --- a 3-channel checkpoint into a 1-channel model ---------------------------------------------------
+
+
+def test_rgb_checkpoint_into_a_grey_model_sums_the_patch_kernel(caplog):
+    """timm's `adapt_input_conv`: a grey image through the summed kernel gives the RGB model's
+    logits for the same image with its channel repeated three times."""
+    grey = build(in_channels=1)
+    with caplog.at_level(logging.WARNING, logger="vit_keras"):
+        load_pretrained(grey, GOOGLE)
+    assert "patch kernel adapted from 3 to 1 input channels (summed over channels)" in caplog.text
+    kernel = np.load(GOOGLE)["embedding/kernel"]
+    np.testing.assert_allclose(
+        to_numpy(grey.get_layer("patch_embedding").projection.kernel), kernel.sum(axis=2, keepdims=True), atol=1e-6
+    )
+    rgb = build()
+    load_pretrained(rgb, GOOGLE)
+    images = np.random.default_rng(0).normal(size=(2, CONFIG["img"], CONFIG["img"], 1)).astype("float32")
+    np.testing.assert_allclose(to_numpy(grey(images)), to_numpy(rgb(np.repeat(images, 3, axis=-1))), atol=1e-4)
+
+
+# --- every preset and its published weights by name ----------------------------------------------------
+
+
+@pytest.mark.single_backend
+def test_list_models_names_every_architecture_and_published_checkpoint():
+    from vit_keras.architectures import ARCHITECTURES
+
+    assert vit_keras.pretrained.list_models() == sorted(ARCHITECTURES)
+    published = vit_keras.pretrained.list_models(pretrained=True)
+    assert len(published) == sum(len(tags) for tags in PUBLISHED.values())
+    assert "vit_b16.augreg_in21k_ft_in1k" in published and "vit_h14.in21k" in published
+    assert vit_keras.pretrained.list_models(True, filter="vit_s16.*") == [
+        "vit_s16.augreg_in21k",
+        "vit_s16.augreg_in21k_ft_in1k",
+    ]
+    defaults = vit_keras.pretrained.preset_weight_defaults("vit_b16", "imagenet21k")  # the old library's name
+    assert defaults == dict(preprocessing="symmetric", num_classes=21843, representation_size=768, image_size=224)
+    assert vit_keras.pretrained.preset_weight_defaults("vit_b16", "augreg_in21k_ft_in1k", 384)["image_size"] == 384
+    assert vit_keras.pretrained.preset_weight_defaults("vit_b16", "/path/to/file.npz") == {}
+
+
+@pytest.mark.single_backend
+def test_create_model_by_name_from_the_cached_download(tmp_path, monkeypatch):
+    """create_model("vit_ti16.augreg_in21k_ft_in1k", image_size=32): the official URL's cached copy
+    (no download here) is loaded; the model normalises to [-1, 1] and names its 1,000 classes."""
+    from vit_keras.pretrained import create_model, imagenet_classes
+
+    checkpoint = resolve_published("vit_ti16", "augreg_in21k_ft_in1k", 224)
+    cached = tmp_path / "vit_keras" / cache_name(checkpoint.url)
+    cached.parent.mkdir()
+    arrays = write_google_checkpoint(cached, "vit_ti16")
+    monkeypatch.setenv("VIT_KERAS_CACHE", str(tmp_path))
+    model = create_model("vit_ti16.augreg_in21k_ft_in1k", image_size=32)
+    assert (model.name, model.preprocessing, model.num_classes) == ("vit_ti16", "symmetric", 1000)
+    np.testing.assert_array_equal(to_numpy(model.get_layer("head").kernel), arrays["head/kernel"])
+    assert model.class_names == imagenet_classes() and len(model.class_names) == 1000
+    assert model.class_names[0] == "tench, Tinca tinca"
+    white = to_numpy(model.get_layer("preprocessing")(np.full((1, 1, 1, 3), 255.0, "float32")))
+    np.testing.assert_allclose(white, 1.0)
+
+    tuned = create_model("vit_ti16.augreg_in21k_ft_in1k", image_size=32, num_classes=10, checkpoint_path=cached)
+    assert to_numpy(tuned.get_layer("head").kernel).shape == (192, 10) and not hasattr(tuned, "class_names")
+    np.testing.assert_array_equal(
+        to_numpy(tuned.get_layer("encoder_block_3").mlp_in.kernel),
+        arrays["Transformer/encoderblock_3/MlpBlock_3/Dense_0/kernel"],
+    )
+    plain = create_model("vit_mnist_p7")
+    assert plain.preprocessing is None and plain.mlp_dim == 400
+    with pytest.raises(ValueError, match=r"vit_b16 has no published weights 'in42k'; it has \['augreg_in21k'"):
+        create_model("vit_b16.in42k")
+    with pytest.raises(ValueError, match="name must be one of list_models"):
+        create_model("resnet50")
+
+
+# --- hf://ORG/NAME through huggingface_hub's cache ---------------------------------------------------
+
+
+def hub_cache(root, repo, files, revision="0123456789abcdef0123456789abcdef01234567"):
+    """A Hugging Face hub cache holding one snapshot of `repo`: models--ORG--NAME/{refs/main, snapshots/REV/}."""
+    folder = root / f"models--{repo.replace('/', '--')}"
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text(revision)
+    snapshot = folder / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    for name, write in files.items():
+        write(snapshot / name)
+    return revision
+
+
+@pytest.mark.single_backend
+def test_hub_source_loads_offline_from_the_cache(tmp_path, monkeypatch):
+    pytest.importorskip("huggingface_hub")
+    labels = {str(i): f"label {i}" for i in range(CONFIG["classes"])}
+    config = {"model_type": "vit", "num_attention_heads": CONFIG["heads"], "id2label": labels}
+    revision = hub_cache(
+        tmp_path,
+        "acme/tiny-vit",
+        {
+            "config.json": lambda p: p.write_text(json.dumps(config)),
+            "model.safetensors": lambda p: safetensors.numpy.save_file(timm_to_huggingface(timm_state()), str(p)),
+        },
+    )
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for source in ("hf://acme/tiny-vit", f"hf://acme/tiny-vit@{revision}"):
+        model = build()
+        load_pretrained(model, source, cache_dir=tmp_path)
+        assert max_error(model, CONFIG["img"]) < TOLERANCE
+        assert model.class_names == [f"label {i}" for i in range(CONFIG["classes"])]
+    with pytest.raises(FileNotFoundError, match="HF_HUB_OFFLINE is set and no snapshot of acme/other"):
+        load_pretrained(build(), "hf://acme/other", cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="hf://ORG/NAME"):
+        load_pretrained(build(), "hf://just-a-name", cache_dir=tmp_path)

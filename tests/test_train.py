@@ -1,6 +1,5 @@
-"""Training: the optimizer pieces, `vit-keras train/evaluate/predict`, resumption and bad input."""
+"""Training: the optimizer pieces, `train(TrainConfig)`, evaluate/predict, resumption and bad input."""
 
-import argparse
 import json
 import pathlib
 
@@ -8,15 +7,17 @@ import keras
 import numpy as np
 import pytest
 
-from vit_keras import ViT, optim, train
+from vit_keras import ViT, cli, optim, predict, train
 from vit_keras.curves import plot_training_curves
+from vit_keras.train_config import TrainConfig
 
-QUICK = ["--preset", "seed", "--augment", "none", "--no-tensorboard", "--no-export", "--batch-size", "64"]
+QUICK = ["--preset", "vit_mnist_p7", "--augment", "none", "--no-tensorboard", "--no-export", "--batch-size", "64"]
 
 
 def tiny_vit(**kwargs):
-    config = dict(image_size=8, patch_size=4, in_channels=1, num_classes=3, embed_dim=8, depth=2,
-                  num_heads=2, mlp_dim=16)
+    config = dict(
+        image_size=8, patch_size=4, in_channels=1, num_classes=3, embed_dim=8, depth=2, num_heads=2, mlp_dim=16
+    )
     return ViT(**{**config, **kwargs})
 
 
@@ -32,12 +33,14 @@ def tiny_npz(tmp_path_factory):
 
 
 def run_cli(argv, capsys):
-    parser = argparse.ArgumentParser()
-    train.register_cli(parser.add_subparsers())
-    args = parser.parse_args(argv)
-    code = args.func(args)
+    code = cli.main(argv)
     out = capsys.readouterr()
     return code, out.out, out.err
+
+
+def config_of(argv):
+    """The `TrainConfig` of `vit-keras train ARGV`."""
+    return cli.train_config(cli.build_parser().parse_args(["train"] + list(argv)))
 
 
 # ----------------------------------------------------------------------------- optimizer
@@ -69,8 +72,9 @@ def test_layer_decay_scales_the_learning_rate_per_block():
     assert scales[model.get_layer("encoder_block_1").trainable_variables[0].path] == 0.5
     assert scales[model.get_layer("encoder_block_0").trainable_variables[0].path] == 0.25
     assert scales[model.get_layer("patch_embedding").trainable_variables[0].path] == 0.125
-    optimizer = optim.make_optimizer(model, learning_rate=1e-2, total_steps=10, weight_decay=0.0,
-                                     clipnorm=0, layer_decay=0.5)
+    optimizer = optim.make_optimizer(
+        model, learning_rate=1e-2, total_steps=10, weight_decay=0.0, clipnorm=0, layer_decay=0.5
+    )
     before = {v.path: keras.ops.convert_to_numpy(v) for v in model.trainable_variables}
     optimizer.apply_gradients([(keras.ops.ones(v.shape), v) for v in model.trainable_variables])
     step = {v.path: np.abs(keras.ops.convert_to_numpy(v) - before[v.path]).max() for v in model.trainable_variables}
@@ -91,9 +95,12 @@ def test_ema_weights_replace_the_trained_weights_at_the_end_of_fit(rng):
             self.steps.append([keras.ops.convert_to_numpy(v) for v in self.model.trainable_variables])
 
     model, seen, momentum = tiny_vit(), Weights(), 0.5
-    model.compile(optimizer=optim.make_optimizer(model, learning_rate=1e-2, total_steps=100, weight_decay=0.0,
-                                                 clipnorm=0, ema=momentum),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer=optim.make_optimizer(
+            model, learning_rate=1e-2, total_steps=100, weight_decay=0.0, clipnorm=0, ema=momentum
+        ),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     x, y = rng.normal(size=(16, 8, 8, 1)).astype("float32"), rng.integers(0, 3, size=16)
     model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0, callbacks=[seen])
     optim.repair_ema_after_fit(model.optimizer)
@@ -112,11 +119,28 @@ def test_ema_weights_replace_the_trained_weights_at_the_end_of_fit(rng):
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
-    """A short run of the seed model on the bundled MNIST sample (shared by the checks below)."""
-    output = tmp_path_factory.mktemp("run") / "seed"
-    args = train.parse_train_args(QUICK + ["--epochs", "2", "--steps-per-epoch", "60", "--pooling", "gap",
-                                           "--lr", "3e-3", "--warmup", "0.2", "--ema", "0.9",
-                                           "--output", str(output), "--quiet"])
+    """A short run of the vit_mnist_p7 model on the bundled MNIST sample (shared by the checks below)."""
+    output = tmp_path_factory.mktemp("run") / "p7"
+    args = config_of(
+        QUICK
+        + [
+            "--epochs",
+            "2",
+            "--steps-per-epoch",
+            "60",
+            "--pooling",
+            "gap",
+            "--lr",
+            "3e-3",
+            "--warmup",
+            "0.2",
+            "--ema",
+            "0.9",
+            "--output",
+            str(output),
+            "--quiet",
+        ]
+    )
     results = train.train(args)
     return output, results
 
@@ -130,8 +154,7 @@ def test_short_fit_on_the_bundled_sample_learns(trained_run):
 
 def test_run_directory_holds_every_artifact(trained_run):
     output, results = trained_run
-    for name in ("config.json", "metrics.csv", "curves.png", "model.keras", "results.json",
-                 "best.keras", "last.keras"):
+    for name in ("config.json", "metrics.csv", "curves.png", "model.keras", "results.json", "best.keras", "last.keras"):
         assert (output / name).is_file(), name
     assert not (output / "backup").exists()  # deleted once the run finished
     config = json.loads((output / "config.json").read_text())
@@ -151,17 +174,19 @@ def test_run_directory_holds_every_artifact(trained_run):
 
 def test_evaluate_and_predict_take_raw_images(trained_run, tmp_path):
     output, results = trained_run
-    evaluated = train.evaluate(output)
+    evaluated = predict.evaluate(output)
     assert evaluated["test_accuracy"] == pytest.approx(results["test_accuracy"], abs=1e-6)
+    assert evaluated["test_loss"] == pytest.approx(results["test_loss"], rel=1e-4)  # both plain cross-entropy
+    assert "without label smoothing" in results["test_loss_kind"]
 
-    from vit_keras.data import load_npz, SAMPLE_PATH
+    from vit_keras.data import SAMPLE_PATH, load_npz
 
     _, (x_test, y_test) = load_npz(SAMPLE_PATH)
     paths = []
     for i in range(8):
         paths.append(str(tmp_path / f"digit{i}.png"))
         keras.utils.save_img(paths[-1], x_test[i][..., None], scale=False)
-    predictions = train.predict(output, paths, top_k=3)
+    predictions = predict.predict(output, paths, top_k=3)
     assert [len(p["top"]) for p in predictions] == [3] * 8
     for p in predictions:
         scores = [s for _, s in p["top"]]
@@ -195,17 +220,21 @@ class EpochsSeen(keras.callbacks.Callback):
 
 
 def test_a_killed_run_resumes_where_it_stopped(tmp_path, tiny_npz):
+    """Interrupted mid-epoch 1: the rerun restarts epoch 1 from the backup of epoch 0's end."""
     output = tmp_path / "run"
-    argv = QUICK + tiny_npz + ["--epochs", "3", "--steps-per-epoch", "8", "--backup-every", "5", "--val-fraction", "0.05",
-                    "--output", str(output), "--quiet"]
+    argv = (
+        QUICK
+        + tiny_npz
+        + ["--epochs", "3", "--steps-per-epoch", "8", "--val-fraction", "0.05", "--output", str(output), "--quiet"]
+    )
     with pytest.raises(KeyboardInterrupt):
-        train.train(train.parse_train_args(argv), extra_callbacks=[StopAfter(epoch=1, batches=6)])
+        train.train(config_of(argv), callbacks=[StopAfter(epoch=1, batches=6)])
     assert (output / "backup").is_dir() and not (output / "results.json").exists()
-    metadata = json.loads((output / "backup" / "training_metadata.json").read_text())
-    assert metadata["epoch"] == 1  # the mid-epoch backup after batch 5 of epoch 1
+    assert json.loads((output / "backup" / "backup.json").read_text())["epoch"] == 1
+    assert json.loads((output / "state.json").read_text())["phase"] == "training"
 
     seen = EpochsSeen()
-    results = train.train(train.parse_train_args(argv), extra_callbacks=[seen])
+    results = train.train(config_of(argv), callbacks=[seen])
     assert seen.epochs == [1, 2]  # resumed in the interrupted epoch, not from scratch
     assert results["status"] == "finished"
     rows = (output / "metrics.csv").read_text().strip().splitlines()[1:]
@@ -213,6 +242,7 @@ def test_a_killed_run_resumes_where_it_stopped(tmp_path, tiny_npz):
     model = keras.saving.load_model(output / "model.keras", compile=False)
     assert np.isfinite(keras.ops.convert_to_numpy(model.get_layer("head").kernel)).all()
     assert not (output / "backup").exists()
+    assert json.loads((output / "state.json").read_text())["phase"] == "finished"
 
 
 @pytest.mark.single_backend
@@ -225,21 +255,34 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_model(tmp_path, tiny_npz
 
     output = tmp_path / "run"
     argv = QUICK + tiny_npz + ["--epochs", "3", "--steps-per-epoch", "4", "--output", str(output), "--quiet"]
-    results = train.train(train.parse_train_args(argv), extra_callbacks=[Poison()])
+    results = train.train(config_of(argv), callbacks=[Poison()])
     assert results["status"] == "nan_loss" and results["epochs_run"] == 2
-    model = keras.saving.load_model(output / "model.keras", compile=False)
-    assert np.isfinite(keras.ops.convert_to_numpy(model.get_layer("head").kernel)).all()
+    for name in ("model.keras", "last.keras", "best.keras"):  # none holds the diverged epoch
+        model = keras.saving.load_model(output / name, compile=False)
+        assert np.isfinite(keras.ops.convert_to_numpy(model.get_layer("head").kernel)).all(), name
+    rows = (output / "metrics.csv").read_text().strip().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["0", "1"] and "nan" in rows[2]
+    assert "test_loss" not in json.loads((output / "results.json").read_text())
 
 
 @pytest.mark.single_backend
 def test_cli_train_quiet_prints_json_lines(tmp_path, capsys, tiny_npz):
     output = tmp_path / "cli"
-    code, out, _ = run_cli(["train"] + QUICK + tiny_npz + ["--epochs", "1", "--steps-per-epoch", "3", "--output", str(output),
-                                                "--quiet"], capsys)
+    code, out, _ = run_cli(
+        ["train"] + QUICK + tiny_npz + ["--epochs", "1", "--steps-per-epoch", "3", "--output", str(output), "--quiet"],
+        capsys,
+    )
     assert code == 0
-    records = [json.loads(line) for line in out.strip().splitlines()]
-    assert records[0]["event"] == "epoch" and "val_accuracy" in records[0]
+    assert "NaN" not in out and "Infinity" not in out
+    records = [json.loads(line) for line in out.strip().splitlines()]  # stdout: JSON lines only
+    assert records[0]["event"] == "start" and records[0]["picked"] == {"warmup": 0.1}
+    assert records[1]["event"] == "epoch" and "val_accuracy" in records[1]
     assert records[-1]["event"] == "done" and records[-1]["output"] == str(output)
+    code, out, _ = run_cli(
+        ["train"] + QUICK + tiny_npz + ["--epochs", "1", "--steps-per-epoch", "3", "--output", str(output), "--quiet"],
+        capsys,
+    )
+    assert code == 0 and json.loads(out.splitlines()[0])["event"] == "already_finished"
     code, out, _ = run_cli(["evaluate", str(output)], capsys)
     assert code == 0 and json.loads(out)["test_examples"] == 128
 
@@ -259,9 +302,24 @@ class CompiledWith(keras.callbacks.Callback):
 @pytest.mark.parametrize("choice", ["auto", "off"])
 def test_jit_compile_and_steps_per_execution_reach_the_model(tmp_path, tiny_npz, choice):
     seen = CompiledWith()
-    argv = QUICK + tiny_npz + ["--epochs", "1", "--jit-compile", choice, "--steps-per-execution", "4",
-                               "--output", str(tmp_path / "r"), "--quiet", "--lr", "3e-3"]
-    results = train.train(train.parse_train_args(argv), extra_callbacks=[seen])
+    argv = (
+        QUICK
+        + tiny_npz
+        + [
+            "--epochs",
+            "1",
+            "--jit-compile",
+            choice,
+            "--steps-per-execution",
+            "4",
+            "--output",
+            str(tmp_path / "r"),
+            "--quiet",
+            "--lr",
+            "3e-3",
+        ]
+    )
+    results = train.train(config_of(argv), callbacks=[seen])
     compiled = keras.backend.backend() in ("tensorflow", "jax")
     assert seen.jit_compile is (compiled and choice == "auto")
     assert seen.steps_per_execution == (4 if compiled else 1)  # Keras on PyTorch runs one step per call
@@ -270,9 +328,10 @@ def test_jit_compile_and_steps_per_execution_reach_the_model(tmp_path, tiny_npz,
 
 def test_cli_trains_a_conv_stem_model(tmp_path, tiny_npz):
     output = tmp_path / "stem"
-    argv = QUICK + tiny_npz + ["--stem", "conv", "--patch-size", "4", "--epochs", "1", "--output", str(output),
-                               "--quiet"]
-    results = train.train(train.parse_train_args(argv))
+    argv = (
+        QUICK + tiny_npz + ["--stem", "conv", "--patch-size", "4", "--epochs", "1", "--output", str(output), "--quiet"]
+    )
+    results = train.train(config_of(argv))
     assert results["status"] == "finished" and np.isfinite(results["test_loss"])
     assert json.loads((output / "config.json").read_text())["model"]["stem"] == "conv"
     model = keras.saving.load_model(output / "model.keras", compile=False)
@@ -286,7 +345,7 @@ def test_cli_trains_a_conv_stem_model(tmp_path, tiny_npz):
         (["--dataset", "imagenet-22k"], "dataset must be one of"),
         (["--dataset", "folder:/no/such/dir"], "folder /no/such/dir does not exist"),
         (["--image-size", "30"], "--image-size 30 is not divisible by the patch size 7"),
-        (["--stem", "conv"], "stem='conv' needs a patch_size that is a power of two"),
+        (["--stem", "conv"], "stem='conv' needs a --patch-size that is a power of two"),
         (["--epochs", "0"], "--epochs must be a positive integer; found 0"),
         (["--steps-per-execution", "0"], "--steps-per-execution must be a positive integer; found 0"),
     ],
@@ -303,7 +362,7 @@ def test_cli_evaluate_and_predict_bad_paths(tmp_path, capsys):
     assert code == 2 and "neither a run directory nor a .keras file" in err
     (tmp_path / "model.keras").write_bytes(b"not a zip")
     code, _, err = run_cli(["predict", str(tmp_path / "model.keras"), "x.png"], capsys)
-    assert code == 2 and "cannot be loaded" in err
+    assert code == 2 and "is not a .keras archive" in err and str(tmp_path / "model.keras") in err
 
 
 @pytest.mark.single_backend
@@ -324,13 +383,44 @@ def test_fine_tuning_from_pretrained_weights_with_a_frozen_backbone(tmp_path):
 
     write_image_folder(tmp_path / "photos", per_class=8, size=(32, 32))
     checkpoint = str(pathlib.Path(__file__).parent / "fixtures" / "vit_parity" / "vit_google.npz")
-    arch = ["--preset", "vit_ti16", "--image-size", "32", "--patch-size", "8", "--embed-dim", "48",
-            "--depth", "2", "--num-heads", "3", "--mlp-dim", "96"]
+    arch = [
+        "--preset",
+        "vit_ti16",
+        "--image-size",
+        "32",
+        "--patch-size",
+        "8",
+        "--embed-dim",
+        "48",
+        "--depth",
+        "2",
+        "--num-heads",
+        "3",
+        "--mlp-dim",
+        "96",
+    ]
     output = tmp_path / "run"
-    argv = arch + ["--dataset", f"folder:{tmp_path / 'photos'}", "--weights", checkpoint, "--freeze-backbone",
-                   "--epochs", "1", "--batch-size", "4", "--lr", "1e-2", "--precision", "mixed_bfloat16",
-                   "--no-tensorboard", "--no-export", "--output", str(output), "--quiet"]
-    results = train.train(train.parse_train_args(argv))
+    argv = arch + [
+        "--dataset",
+        f"folder:{tmp_path / 'photos'}",
+        "--weights",
+        checkpoint,
+        "--freeze-backbone",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--lr",
+        "1e-2",
+        "--precision",
+        "mixed_bfloat16",
+        "--no-tensorboard",
+        "--no-export",
+        "--output",
+        str(output),
+        "--quiet",
+    ]
+    results = train.train(config_of(argv))
     assert results["status"] == "finished" and "test_accuracy" not in results  # no test/ folder
     reference = ViT(image_size=32, patch_size=8, embed_dim=48, depth=2, num_heads=3, mlp_dim=96, num_classes=2)
     load_pretrained(reference, checkpoint)
@@ -340,3 +430,60 @@ def test_fine_tuning_from_pretrained_weights_with_a_frozen_backbone(tmp_path):
             np.testing.assert_allclose(keras.ops.convert_to_numpy(got), keras.ops.convert_to_numpy(want))
     config = json.loads((output / "config.json").read_text())
     assert config["args"]["precision"] == "mixed_bfloat16" and config["model"]["num_classes"] == 2
+
+
+@pytest.mark.single_backend
+@pytest.mark.parametrize(
+    "train_size, batch_size, epochs, warmup",
+    [(900, 16, 18, 1.0), (9000, 128, 15, 1.0), (54000, 128, 5, 0.5), (100, 8, 50, None)],
+)
+def test_schedule_picked_from_the_dataset_size(train_size, batch_size, epochs, warmup):
+    """A ~1,000-image folder gets 57 steps per epoch (not 8 at batch 128) and about 1,000 steps in all."""
+    if warmup is None:
+        with pytest.raises(ValueError, match="--warmup must be fewer epochs than --epochs"):
+            train.pick_schedule(TrainConfig(warmup=60.0), train_size)
+        picked = train.pick_schedule(TrainConfig(), train_size)
+        assert (picked["batch_size"], picked["epochs"]) == (batch_size, epochs)  # 13 steps: the most epochs allowed
+        return
+    picked = train.pick_schedule(TrainConfig(), train_size)
+    assert (picked["batch_size"], picked["epochs"], picked["warmup"]) == (batch_size, epochs, min(warmup, epochs / 10))
+    assert picked["picked"] == ["batch_size", "epochs", "warmup"]
+    assert picked["steps_per_epoch"] * picked["epochs"] >= 1000 or picked["epochs"] == 50
+    given = train.pick_schedule(TrainConfig(batch_size=64, epochs=3, warmup=0.0), train_size)
+    assert given["picked"] == [] and (given["batch_size"], given["epochs"], given["warmup"]) == (64, 3, 0.0)
+
+
+@pytest.mark.single_backend
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("label_smoothing", 2.0, "--label-smoothing must be a number in [0, 1); found 2.0."),
+        ("label_smoothing", 1.0, "--label-smoothing must be a number in [0, 1); found 1.0."),
+        ("lr", 0.0, "--lr must be a finite number > 0; found 0.0."),
+        ("lr", float("nan"), "--lr must be a finite number > 0; found nan."),
+        ("lr", float("inf"), "--lr must be a finite number > 0; found inf."),
+        ("ema", 1.0, "--ema must be a momentum in (0, 1), e.g. 0.999; found 1.0."),
+        ("layer_decay", 0.0, "--layer-decay must be a factor in (0, 1]; found 0.0."),
+        ("mixup", -0.2, "--mixup must be a finite number >= 0; found -0.2."),
+        ("cutmix", float("nan"), "--cutmix must be a finite number >= 0; found nan."),
+        ("val_fraction", 1.0, "--val-fraction must be a number in [0, 1); found 1.0."),
+        ("dropout", -0.1, "--dropout must be a number in [0, 1); found -0.1."),
+        ("warmup", -1.0, "--warmup must be a finite number of epochs >= 0; found -1.0."),
+        ("warmup", 5.0, "--warmup must be fewer epochs than --epochs (5); found 5.0."),
+        ("epochs", 0, "--epochs must be a positive integer; found 0."),
+        ("batch_size", 2.5, "--batch-size must be a positive integer; found 2.5."),
+        ("steps_per_epoch", -3, "--steps-per-epoch must be a positive integer; found -3."),
+        ("image_size", 30, "--image-size 30 is not divisible by the patch size 4"),
+        ("early_stopping", -1, "--early-stopping must be an integer >= 0; found -1."),
+        ("weight_decay", float("inf"), "--weight-decay must be a finite number >= 0; found inf."),
+        ("precision", "float16", "--precision must be one of ['float32', 'mixed_bfloat16', 'mixed_float16']"),
+        ("preset", "seed", "--preset must be one of"),
+        ("quiet", "yes", "--quiet must be True or False; found 'yes'."),
+    ],
+)
+def test_train_config_checks_every_option_before_anything_is_written(tmp_path, field, value, message):
+    config = TrainConfig(**{"epochs": 5, "output": str(tmp_path / "run"), field: value})
+    with pytest.raises(ValueError) as error:
+        train.train(config)
+    assert message in str(error.value) and "\n" not in str(error.value)
+    assert not (tmp_path / "run").exists()

@@ -14,8 +14,18 @@ from vit_keras.curves import read_metrics
 from vit_keras.data import SAMPLE_PATH
 
 # The seed's model: 28x28 digits, patches of 7 (a 4x4 grid), one block of width 100, one head.
-SEED_MODEL = dict(image_size=28, in_channels=1, embed_dim=100, patch_size=7, depth=1, num_heads=1,
-                  num_classes=10, mlp_ratio=4.0, dropout=0.1, preprocessing="mnist")
+SEED_MODEL = dict(
+    image_size=28,
+    in_channels=1,
+    embed_dim=100,
+    patch_size=7,
+    depth=1,
+    num_heads=1,
+    num_classes=10,
+    mlp_ratio=4.0,
+    dropout=0.1,
+    preprocessing="mnist",
+)
 
 
 def png_size(path):
@@ -45,12 +55,21 @@ def mnist():
 def fit_seed_model(x, y, epochs, callbacks=()):
     keras.utils.set_random_seed(0)
     model = vit_keras.ViT(**SEED_MODEL)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     split = len(x) * 7 // 8
-    model.fit(x[:split], y[:split], validation_data=(x[split:], y[split:]), batch_size=64,
-              epochs=epochs, verbose=0, callbacks=list(callbacks))
+    model.fit(
+        x[:split],
+        y[:split],
+        validation_data=(x[split:], y[split:]),
+        batch_size=64,
+        epochs=epochs,
+        verbose=0,
+        callbacks=list(callbacks),
+    )
     return model
 
 
@@ -95,9 +114,23 @@ def test_rollout_adds_identity_renormalises_and_multiplies_through_layers():
 
 @pytest.mark.parametrize(
     "overrides, layout",
-    [({}, (28, 28, 1)),
-     (dict(image_size=32, in_channels=3, patch_size=4, embed_dim=32, depth=2, num_heads=4,
-           pooling="gap", data_format="channels_first", preprocessing="unit"), (3, 32, 32))],
+    [
+        ({}, (28, 28, 1)),
+        (
+            dict(
+                image_size=32,
+                in_channels=3,
+                patch_size=4,
+                embed_dim=32,
+                depth=2,
+                num_heads=4,
+                pooling="gap",
+                data_format="channels_first",
+                preprocessing="unit",
+            ),
+            (3, 32, 32),
+        ),
+    ],
 )
 def test_attention_rollout_maps_are_normalised_and_leave_the_model_alone(overrides, layout, tmp_path):
     model = untrained(**overrides)
@@ -158,6 +191,44 @@ def test_plot_attention_writes_one_row_per_image(fitted_run, mnist, tmp_path):
     assert pixels.std() > 20  # a picture, not a blank canvas
 
 
+def test_plot_attention_labels_rows_and_draws_a_colour_bar(fitted_run, mnist, tmp_path):
+    model, _ = fitted_run
+    images, labels = mnist["x_test"][:2, ..., None], mnist["y_test"][:2]
+    plain = visualize.plot_attention(model, images, tmp_path / "plain.png")
+    labelled = visualize.plot_attention(model, images, tmp_path / "labelled.png", labels=labels)
+    assert png_size(labelled) == (900, 600)
+    pixels = np.asarray(Image.open(labelled).convert("RGB"), dtype=float)
+    bar = pixels[100:500, 830:841]  # the colour bar, right of the panels: inferno, dark to light
+    assert bar.std() > 40 and bar[:20].mean() > bar[-20:].mean()
+    left = pixels[:, :40]  # the row labels, left of the images
+    assert (left < 128).any() and not np.array_equal(
+        np.asarray(Image.open(plain).convert("RGB"))[:, :40], left.astype("uint8")
+    )
+    with pytest.raises(ValueError, match="labels must have one entry per image \\(2\\); found 3"):
+        visualize.plot_attention(model, images, tmp_path / "x.png", labels=[1, 2, 3])
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_attention_map_weights_the_image_by_its_rollout_like_vit_keras():
+    model = untrained()
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (28, 28, 1)).astype("uint8")
+    weighted = visualize.attention_map(model, image)
+    assert weighted.dtype == np.uint8 and weighted.shape == (28, 28, 1)
+    rollout = visualize.attention_rollout(model, image[None].astype("float32"))[0]
+    np.testing.assert_array_equal(weighted, (rollout[..., None] * image).astype("uint8"))
+    assert np.all(weighted <= image) and weighted.max() > 0
+    # Any size: resized to the model's input, the map resized back; (H, W) for a grey model.
+    big = rng.integers(0, 256, (56, 42)).astype("float32")
+    big[:, :10] = 0
+    weighted = visualize.attention_map(model, big)
+    assert weighted.shape == (56, 42) and weighted.dtype == np.uint8
+    assert np.all(weighted[:, :10] == 0) and np.all(weighted <= big) and weighted.std() > 0
+    for bad in (np.zeros((28, 28, 3)), np.zeros((2, 28, 28, 1)), np.zeros((0, 28, 1))):
+        with pytest.raises(ValueError, match=r"image must be one image of shape \(height, width, 1\)"):
+            visualize.attention_map(model, bad)
+
+
 def test_position_embedding_similarity_and_plot(tmp_path):
     model = untrained(image_size=32, patch_size=4, embed_dim=64, num_heads=2)
     rows, cols = model.grid_size
@@ -185,9 +256,7 @@ def test_position_embedding_similarity_and_plot(tmp_path):
 def test_confusion_matrix_counts_and_plot(tmp_path):
     labels = np.array([0, 0, 1, 2, 2, 2])
     predictions = np.array([0, 1, 1, 2, 0, 2])
-    np.testing.assert_array_equal(
-        visualize.confusion_matrix(labels, predictions, 3), [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
-    )
+    np.testing.assert_array_equal(visualize.confusion_matrix(labels, predictions, 3), [[1, 1, 0], [0, 1, 0], [1, 0, 2]])
     path = visualize.plot_confusion_matrix(labels, predictions, tmp_path / "cm.png", ["a", "b", "c"])
     assert png_size(path) == (600, 600)
     with pytest.raises(ValueError, match="predictions must be integer classes in \\[0, 3\\)"):
@@ -251,6 +320,37 @@ def test_cli_plot_writes_curves_confusion_attention_and_positions(fitted_run, tm
     assert png_size(out / "position_embeddings.png") == (600, 600)
     assert png_size(out / "confusion_matrix.png") == (600, 600)
     png_size(out / "curves.png")
+
+
+def test_plot_run_without_a_test_split_writes_the_other_pictures_and_says_what_it_skipped(
+    fitted_run, mnist, tmp_path, caplog
+):
+    _, run_dir = fitted_run
+    folder = tmp_path / "digits"  # class folders and no test/ folder: a dataset without a test split
+    for label in (3, 7):
+        (folder / str(label)).mkdir(parents=True)
+        for i, digit in enumerate(mnist["x_train"][mnist["y_train"] == label][:3]):
+            Image.fromarray(digit).save(folder / str(label) / f"{i}.png")
+    out = tmp_path / "plots"
+    with caplog.at_level("WARNING", logger="vit_keras.visualize"):
+        result = visualize.plot_run(run_dir, out, dataset=f"folder:{folder}", examples=2)
+    assert sorted(result) == ["attention", "curves", "position_embeddings"]
+    assert result.skipped == {"confusion_matrix": "the dataset has no test split"}
+    assert "skipped confusion_matrix.png: the dataset has no test split" in caplog.text
+    assert sorted(p.name for p in out.iterdir()) == ["attention.png", "curves.png", "position_embeddings.png"]
+    assert png_size(out / "attention.png") == (900, 600)
+
+
+@pytest.mark.single_backend
+def test_plot_run_of_a_run_without_a_model_skips_the_model_pictures(fitted_run, tmp_path):
+    _, run_dir = fitted_run
+    metrics_only = tmp_path / "run"
+    metrics_only.mkdir()
+    (metrics_only / "metrics.csv").write_bytes((run_dir / "metrics.csv").read_bytes())
+    result = visualize.plot_run(metrics_only)
+    assert list(result) == ["curves"] and png_size(result["curves"])
+    assert set(result.skipped) == {"confusion_matrix", "attention", "position_embeddings"}
+    assert all("holds no model.keras" in reason for reason in result.skipped.values())
 
 
 @pytest.mark.single_backend

@@ -29,6 +29,7 @@ def plot_training_curves(metrics_csv, png_path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     columns = read_metrics(metrics_csv)
     epochs = [e + 1 for e in columns.get("epoch", range(len(next(iter(columns.values())))))]
@@ -37,9 +38,15 @@ def plot_training_curves(metrics_csv, png_path):
     fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(5 * max(1, len(panels)), 3.6), squeeze=False)
     for ax, (metric, keys) in zip(axes[0], panels):
         for key in keys:
-            ax.plot(epochs, columns[key], marker="o", markersize=3,
-                    label="validation" if key.startswith("val_") else "train")
+            ax.plot(
+                epochs,
+                columns[key],
+                marker="o",
+                markersize=3,
+                label="validation" if key.startswith("val_") else "train",
+            )
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
         ax.legend()

@@ -3,11 +3,12 @@
 `setup_distribution(mode, per_device_batch)` configures the backend's own engine and returns a
 `DistributionPlan` that the trainer uses without knowing the engine behind it:
 
-| mode            | TensorFlow                                      | JAX                                             |
-|-----------------|-------------------------------------------------|-------------------------------------------------|
-| `none`          | default strategy                                | no distribution                                 |
-| `data-parallel` | `tf.distribute.MirroredStrategy`, local devices | `keras.distribution.DataParallel`, local devices |
-| `multi-worker`  | `tf.distribute.MultiWorkerMirroredStrategy` from `TF_CONFIG` | `keras.distribution.initialize` from `KERAS_DISTRIBUTION_*`, then `DataParallel` over every process's devices |
+- `none`: TensorFlow's default strategy; no distribution on JAX.
+- `data-parallel`: `tf.distribute.MirroredStrategy` over the local devices (TensorFlow);
+  `keras.distribution.DataParallel` over the local devices (JAX).
+- `multi-worker`: `tf.distribute.MultiWorkerMirroredStrategy` from `TF_CONFIG` (TensorFlow);
+  `keras.distribution.initialize` from `KERAS_DISTRIBUTION_*`, then `DataParallel` over every
+  process's devices (JAX).
 
 PyTorch: Keras 3 has no distribution engine for the torch backend (its `keras.distribution` API
 runs on JAX only), so only `none` is accepted there.
@@ -100,13 +101,19 @@ class DistributionPlan:
         (Goyal et al., 2017). Pair it with a warmup when N is large."""
         return learning_rate * self.num_replicas
 
-    def backup_callback(self, backup_dir, **kwargs):
-        """A `BackupAndRestore` that every worker resumes from but only the chief writes.
+    def backup_callback(self, backup_dir, delete_checkpoint=True):
+        """A `vit_keras.runs.RunBackup` that every worker resumes from but only the chief writes.
 
         `backup_dir` must be on storage all workers can read (a shared filesystem or bucket).
+        With `delete_checkpoint` the chief deletes the backup when `fit` ends.
         """
-        return ChiefBackupAndRestore(
-            backup_dir, is_chief=self.is_chief, collective_save=self.collective_save, **kwargs
+        from vit_keras.runs import RunBackup
+
+        return RunBackup(
+            backup_dir,
+            is_chief=self.is_chief,
+            collective_save=self.collective_save,
+            delete_checkpoint=delete_checkpoint,
         )
 
     def output_path(self, path):
@@ -122,32 +129,6 @@ class DistributionPlan:
             self._scratch = tempfile.mkdtemp(prefix=f"vit_keras_worker{self.worker_index}_")
             atexit.register(shutil.rmtree, self._scratch, ignore_errors=True)
         return os.path.join(self._scratch, os.path.basename(os.path.normpath(path)))
-
-
-class ChiefBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """`keras.callbacks.BackupAndRestore` whose files only the chief writes and deletes.
-
-    All workers hold the same weights after every synchronous step, so one copy is enough:
-    every worker (a restarted one included) loads it at the start of `fit` and resumes at the
-    saved epoch. With `collective_save` (JAX, several processes) the other workers still take
-    part in each save, writing to a scratch file they delete.
-    """
-
-    def __init__(self, backup_dir, is_chief=True, collective_save=False, **kwargs):
-        super().__init__(backup_dir, **kwargs)
-        self.is_chief = is_chief
-        self.collective_save = collective_save
-
-    def _save_model(self):
-        if self.is_chief:
-            super()._save_model()
-        elif self.collective_save:
-            with tempfile.TemporaryDirectory(prefix="vit_keras_backup_") as scratch:
-                self.model.save_weights(os.path.join(scratch, "latest.weights.h5"))
-
-    def on_train_end(self, logs=None):
-        if self.is_chief:
-            super().on_train_end(logs)
 
 
 def setup_distribution(
@@ -246,14 +227,11 @@ def parse_tf_config(text):
             )
         if not isinstance(addresses, list) or not addresses:
             raise ValueError(
-                f"TF_CONFIG['cluster'][{job!r}] must be a non-empty list of 'host:port'; "
-                f"found {addresses!r}."
+                f"TF_CONFIG['cluster'][{job!r}] must be a non-empty list of 'host:port'; found {addresses!r}."
             )
         for address in addresses:
             if not isinstance(address, str) or not _ADDRESS.match(address):
-                raise ValueError(
-                    f"TF_CONFIG['cluster'][{job!r}] entries must be 'host:port'; found {address!r}."
-                )
+                raise ValueError(f"TF_CONFIG['cluster'][{job!r}] entries must be 'host:port'; found {address!r}.")
     if len(cluster.get("chief", [])) > 1:
         raise ValueError(f"TF_CONFIG['cluster']['chief'] has at most one entry; found {cluster['chief']!r}.")
     if not isinstance(task, dict):
@@ -261,8 +239,7 @@ def parse_tf_config(text):
     task_type, index = task.get("type"), task.get("index")
     if task_type not in cluster:
         raise ValueError(
-            f"TF_CONFIG['task']['type'] must be one of the cluster's jobs {list(cluster)}; "
-            f"found {task_type!r}."
+            f"TF_CONFIG['task']['type'] must be one of the cluster's jobs {list(cluster)}; found {task_type!r}."
         )
     if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(cluster[task_type]):
         raise ValueError(
@@ -380,9 +357,7 @@ def _jax_plan(mode, batch_for, devices, coordinator_address, num_processes, proc
     distribution = keras.distribution
     worker_index, num_workers = 0, 1
     if mode == "multi-worker":
-        address, num_workers, worker_index = parse_keras_cluster(
-            coordinator_address, num_processes, process_id
-        )
+        address, num_workers, worker_index = parse_keras_cluster(coordinator_address, num_processes, process_id)
         distribution.initialize(address, num_workers, worker_index)
     if devices is None:
         devices = distribution.list_devices()  # every process's devices after initialize
@@ -416,9 +391,7 @@ def simulate_cpu_devices(count):
         import tensorflow as tf
 
         cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(count)]
-        )
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(count)])
         return [d.name for d in tf.config.list_logical_devices("CPU")]
     if backend == "jax":
         import jax

@@ -1,10 +1,12 @@
-"""SavedModel export for TF Serving, from any backend: `export_saved_model` and `vit-keras export`.
+"""SavedModel (and ONNX) export for serving, from any backend: `export_saved_model`, `export_onnx`.
 
-The export goes to TF Serving's layout, `BASE_DIR/<version>/`, written into a hidden temporary
-folder next to it and renamed into place only when complete, so a failed export leaves no
-half-written version. Under TensorFlow the model is exported in-process; under JAX or PyTorch it
-is saved as `.keras` and rebuilt from that file in a TensorFlow-backend subprocess
-(`vit_keras.serving.tf_worker`), which exports the same function with the same graph.
+The export goes to TF Serving's layout, `BASE_DIR/<version>/`, written into a hidden folder next
+to it (`.<version>.partial-<pid>@<host>-<id>`) and renamed into place only when complete, so a
+failed export leaves no half-written version. Under TensorFlow the model is exported in-process;
+under JAX or PyTorch it is saved as `.keras` (in `.<version>.scratch-<pid>@<host>-<id>/`) and
+rebuilt from that file in a TensorFlow-backend subprocess (`vit_keras.serving.tf_worker`), which
+exports the same function with the same graph and dies with its parent. The hidden folders of an
+export whose process is dead (killed) are removed by the next export into the same folder.
 The signatures are described in `vit_keras.serving.signatures`.
 """
 
@@ -12,16 +14,17 @@ import importlib.util
 import json
 import os
 import pathlib
+import re
 import shutil
+import socket
 import subprocess
 import sys
-import tempfile
 import uuid
+import zlib
 
 import keras
 
-RUN_CONFIG = "config.json"
-RUN_MODEL = "model.keras"
+from vit_keras import runs
 
 
 class ExportError(RuntimeError):
@@ -53,58 +56,102 @@ def _check_version(version):
     return version
 
 
-# ----------------------------------------------------------------------------- run directories
+# ----------------------------------------------------------------------------- hidden work folders
+
+_KINDS = ("partial", "old", "scratch")  # the version being written, a replaced version, the .keras copy
+_HIDDEN = re.compile(r"^\.(?P<stem>.+)\.(?P<kind>partial|old|scratch)-(?P<pid>\d+)@(?P<host>[0-9a-f]{8})-[0-9a-f]{8}$")
 
 
-def resolve_model_path(path):
-    """(the `.keras` file, the run's config.json or None) for a run directory or a `.keras` file."""
-    path = pathlib.Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"model path does not exist: {path} (expected a run directory or a .keras file).")
-    if path.is_dir():
-        model_path = path / RUN_MODEL
-        if not model_path.is_file():
-            raise FileNotFoundError(f"run directory {path} has no {RUN_MODEL}.")
-    else:
-        model_path = path
-        if model_path.suffix != ".keras":
-            raise ValueError(f"model must be a run directory or a .keras file; found {path}.")
-    config = model_path.parent / RUN_CONFIG
-    return model_path, (config if config.is_file() else None)
+def _host_tag():
+    return f"{zlib.crc32(socket.gethostname().encode()):08x}"
 
 
-def run_class_names(config_path):
-    """The class names recorded in a run's config.json (`dataset.class_names` or `class_names`), or None."""
-    if config_path is None:
-        return None
+def hidden_path(folder, stem, kind):
+    """A new hidden sibling `folder/.<stem>.<kind>-<pid>@<host>-<id>`, owned by this process."""
+    if kind not in _KINDS:
+        raise ValueError(f"kind must be one of {_KINDS}; found {kind!r}.")
+    return pathlib.Path(folder) / f".{stem}.{kind}-{os.getpid()}@{_host_tag()}-{uuid.uuid4().hex[:8]}"
+
+
+def _process_is_dead(pid):
     try:
-        config = json.loads(pathlib.Path(config_path).read_text())
-    except (OSError, ValueError) as error:
-        raise ValueError(f"run config {config_path} cannot be read as JSON: {error}") from error
-    names = (config.get("dataset") or {}).get("class_names") or config.get("class_names")
-    return [str(n) for n in names] if names else None
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:  # Linux: a killed process that nobody has reaped yet is a zombie
+        return pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
-# ----------------------------------------------------------------------------- export
+def remove_stale(folder):
+    """Remove the hidden work folders and files in `folder` whose export process is dead.
+
+    A replaced version (`.<N>.old-...`) whose new version never arrived (the process was killed
+    between the two renames) is renamed back to `N`. Entries of live processes, or of another
+    host, are left alone.
+
+    Returns:
+        The names removed or restored.
+    """
+    folder = pathlib.Path(folder)
+    handled = []
+    if not folder.is_dir():
+        return handled
+    for entry in sorted(folder.iterdir()):
+        match = _HIDDEN.match(entry.name)
+        if not match or match["host"] != _host_tag() or not _process_is_dead(int(match["pid"])):
+            continue
+        original = folder / match["stem"]
+        if match["kind"] == "old" and not original.exists():
+            entry.rename(original)
+        elif entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        handled.append(entry.name)
+    return handled
 
 
-def load_keras_model(path):
-    """Load a `.keras` model for export (the training optimizers registered, not compiled)."""
-    try:
-        import vit_keras.optim  # noqa: F401  (registers the training optimizers, if present)
-    except ImportError:
-        pass
-    return keras.saving.load_model(path, compile=False)
+# ----------------------------------------------------------------------------- writing
 
 
-def _write_in_subprocess(model_file, path, class_names, top_k, format, opset):
-    """Run `vit_keras.serving.tf_worker` under the TensorFlow backend; raise ExportError on failure."""
+def load_model_argument(model):
+    """(a keras.Model, the class names of its run or None) for a model or a run directory / `.keras` path.
+
+    Raises:
+        FileNotFoundError, ValueError: one line naming the path (see `vit_keras.runs.load_run_model`).
+    """
+    if isinstance(model, keras.Model):
+        return model, None
+    if not isinstance(model, (str, os.PathLike)):
+        raise ValueError(
+            f"model must be a keras.Model, a run directory or a .keras file; found {type(model).__name__}."
+        )
+    path = pathlib.Path(model)
+    loaded, _ = runs.load_run_model(path)
+    return loaded, runs.run_class_names(path if path.is_dir() else path.parent)
+
+
+def _write_in_subprocess(model_file, path, options):
+    """Run `vit_keras.serving.tf_worker` under the TensorFlow backend; raise ExportError on failure.
+
+    The worker is told this process's id: it dies with this process (see `tf_worker`).
+    """
     env = dict(os.environ, KERAS_BACKEND="tensorflow")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     command = [
-        sys.executable, "-m", "vit_keras.serving.tf_worker", str(model_file), str(path),
-        "--class-names-json", json.dumps(class_names), "--top-k", str(top_k),
-        "--format", format, "--opset", str(opset),
+        sys.executable,
+        "-m",
+        "vit_keras.serving.tf_worker",
+        str(model_file),
+        str(path),
+        "--options-json",
+        json.dumps(options),
+        "--parent-pid",
+        str(os.getpid()),
     ]
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode != 0:
@@ -112,7 +159,7 @@ def _write_in_subprocess(model_file, path, class_names, top_k, format, opset):
         raise ExportError(f"the TensorFlow-backend export of {model_file} failed:\n{tail}")
 
 
-def write_in_tensorflow(model, path, class_names=None, top_k=5, format="saved_model", opset=17):
+def write_in_tensorflow(model, path, class_names=None, top_k=5, format="saved_model", opset=17, jit_compile=False):
     """Write `model` (TensorFlow backend) to the new `path`: a SavedModel folder or an ONNX file."""
     if format == "onnx":
         from vit_keras.serving.onnx_graph import write_onnx
@@ -121,25 +168,33 @@ def write_in_tensorflow(model, path, class_names=None, top_k=5, format="saved_mo
     else:
         from vit_keras.serving.signatures import write_saved_model
 
-        write_saved_model(model, path, class_names=class_names, top_k=top_k)
+        write_saved_model(model, path, class_names=class_names, top_k=top_k, jit_compile=jit_compile)
 
 
-def _write(model, path, class_names, top_k, format="saved_model", opset=17):
-    """Write `model` (a keras.Model or a .keras path) to the new `path` in `format`, from any backend."""
+def _write(model, path, scratch, **options):
+    """Write the keras.Model `model` to the new `path` from any backend (`scratch`: a free path for a
+    `.keras` copy, used under JAX and PyTorch)."""
     if keras.backend.backend() == "tensorflow":
-        if not isinstance(model, keras.Model):
-            model = load_keras_model(model)
-        write_in_tensorflow(model, path, class_names, top_k, format, opset)
-    elif isinstance(model, keras.Model):
-        with tempfile.TemporaryDirectory(prefix="vit_keras_export_") as scratch:
-            model_file = pathlib.Path(scratch) / "model.keras"
-            model.save(model_file)
-            _write_in_subprocess(model_file, path, class_names, top_k, format, opset)
-    else:
-        _write_in_subprocess(model, path, class_names, top_k, format, opset)
+        write_in_tensorflow(model, path, **options)
+        return
+    scratch.mkdir()
+    try:
+        model.save(scratch / "model.keras")
+        _write_in_subprocess(scratch / "model.keras", path, options)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
-def export_saved_model(model, base_dir, version=None, class_names=None, overwrite=False, top_k=5):
+def _check_flag(value, name):
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False; found {value!r}.")
+    return value
+
+
+# ----------------------------------------------------------------------------- SavedModel
+
+
+def export_saved_model(model, base_dir, version=None, class_names=None, overwrite=False, top_k=5, jit_compile=False):
     """Export an image classifier as a TF Serving SavedModel at `base_dir/<version>/`; return that path.
 
     Args:
@@ -151,30 +206,36 @@ def export_saved_model(model, base_dir, version=None, class_names=None, overwrit
             names in its config.json by default.
         overwrite: replace an existing version folder instead of refusing it.
         top_k: how many classes `top_k_*` return (at most the number of classes).
+        jit_compile: XLA-compile the model's forward pass in the signatures (TF Serving and
+            `tf.saved_model.load` keep it); the fastest CPU inference. The input checks and the
+            image decoding stay outside XLA.
+
+    Returns:
+        The path of the version folder, as a string.
+
+    Raises:
+        ValueError, FileNotFoundError, FileExistsError, NotADirectoryError: bad arguments (one
+            line, before anything is written). ExportError: the export itself failed.
 
     The signatures (`serving_default`: float32 images (None, H, W, C) of raw 0-255 pixels;
-    `serving_uint8`: the same as uint8; `serving_bytes`: encoded JPEG/PNG strings) all return
-    `logits`, `probabilities`, `top_k_indices`, `top_k_scores` and, with class names,
+    `serving_uint8`: the same as uint8; `serving_bytes`: encoded JPEG/PNG/GIF/BMP strings) all
+    return `logits`, `probabilities`, `top_k_indices`, `top_k_scores` and, with class names,
     `top_k_labels`. A model without a preprocessing layer gets the pixels as given.
     """
-    if not isinstance(model, keras.Model):
-        model, config = resolve_model_path(model)
-        if class_names is None:
-            class_names = run_class_names(config)
-    if class_names is not None:
-        if isinstance(class_names, str) or not all(isinstance(n, str) for n in class_names):
-            raise ValueError(f"class_names must be a list of strings; found {class_names!r}.")
-        class_names = list(class_names)
-        outputs = model.output_shape[-1] if isinstance(model, keras.Model) else None
-        if outputs is not None and len(class_names) != outputs:
-            raise ValueError(
-                f"class_names must have one name per model output ({outputs}); found {len(class_names)} names."
-            )
-
+    jit_compile = _check_flag(jit_compile, "jit_compile")
+    overwrite = _check_flag(overwrite, "overwrite")
     base_dir = pathlib.Path(base_dir)
     if base_dir.exists() and not base_dir.is_dir():
         raise NotADirectoryError(f"base_dir must be a folder; found a file at {base_dir}.")
-    version = next_version(base_dir) if version is None else _check_version(version)
+    version = None if version is None else _check_version(version)
+    model, run_names = load_model_argument(model)
+    class_names = run_names if class_names is None else class_names
+    if class_names is not None:
+        from vit_keras.serving.signatures import check_class_names, num_outputs
+
+        class_names = check_class_names(class_names, num_outputs(model))
+    remove_stale(base_dir)  # first: it may give back a version a killed overwrite had moved aside
+    version = next_version(base_dir) if version is None else version
     target = base_dir / str(version)
     if target.exists() and not overwrite:
         raise FileExistsError(
@@ -182,22 +243,28 @@ def export_saved_model(model, base_dir, version=None, class_names=None, overwrit
             f"take the next free one ({next_version(base_dir)}), or pass overwrite=True."
         )
     base_dir.mkdir(parents=True, exist_ok=True)
-    staging = base_dir / f".{version}.partial-{uuid.uuid4().hex[:8]}"  # not numeric: TF Serving ignores it
+    staging = hidden_path(base_dir, version, "partial")  # not numeric: TF Serving ignores it
+    options = dict(class_names=class_names, top_k=top_k, jit_compile=jit_compile)
     try:
-        _write(model, staging, class_names, top_k)
+        _write(model, staging, hidden_path(base_dir, version, "scratch"), **options)
         if not (staging / "saved_model.pb").is_file():
             raise ExportError(f"the export wrote no saved_model.pb into {staging}.")
-        if target.exists():  # overwrite: swap the old version out, then delete it
-            retired = base_dir / f".{version}.old-{uuid.uuid4().hex[:8]}"
-            target.rename(retired)
-            staging.rename(target)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            staging.rename(target)
+        _move_into_place(staging, target)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return str(target)
+
+
+def _move_into_place(staging, target):
+    """Rename `staging` to `target`; an existing `target` is swapped out first, then deleted."""
+    if not target.exists():
+        staging.rename(target)
+        return
+    retired = hidden_path(target.parent, target.name, "old")
+    target.rename(retired)
+    staging.rename(target)
+    shutil.rmtree(retired, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------- ONNX
@@ -223,13 +290,15 @@ def export_onnx(model, path, overwrite=False, opset=17, top_k=5):
         opset: the ONNX opset version.
         top_k: how many classes `top_k_*` return.
 
+    Returns:
+        The path of the file, as a string.
+
     The graph takes `images`, float32 (batch, H, W, C) raw 0-255 pixels, and returns `logits`,
     `probabilities`, `top_k_indices` and `top_k_scores` (`vit_keras.serving.onnx_graph`). It is
     converted under TensorFlow (tf2onnx); a JAX or PyTorch model is rebuilt there from its `.keras`
     file in a subprocess. The file is written next to its target and renamed into place.
     """
-    if not isinstance(model, keras.Model):
-        model, _ = resolve_model_path(model)
+    overwrite = _check_flag(overwrite, "overwrite")
     if isinstance(opset, bool) or not isinstance(opset, int) or opset < 13:
         raise ValueError(f"opset must be an integer >= 13; found {opset!r}.")
     path = pathlib.Path(path)
@@ -239,11 +308,13 @@ def export_onnx(model, path, overwrite=False, opset=17, top_k=5):
         raise FileExistsError(f"{path} already exists; choose another path or pass overwrite=True.")
     if path.exists() and not path.is_file():
         raise IsADirectoryError(f"path must be a file; found a folder at {path}.")
+    model, _ = load_model_argument(model)
     _check_onnx_tools()
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
+    remove_stale(path.parent)
+    staging = hidden_path(path.parent, path.name, "partial")
     try:
-        _write(model, staging, None, top_k, format="onnx", opset=opset)
+        _write(model, staging, hidden_path(path.parent, path.name, "scratch"), top_k=top_k, format="onnx", opset=opset)
         if not staging.is_file():
             raise ExportError(f"the ONNX export wrote no file at {staging}.")
         os.replace(staging, path)
@@ -251,49 +322,3 @@ def export_onnx(model, path, overwrite=False, opset=17, top_k=5):
         if staging.exists():
             staging.unlink()
     return str(path)
-
-
-# ----------------------------------------------------------------------------- CLI
-
-
-def _export_command(args):
-    class_names = None
-    if args.class_names:
-        class_names = [name.strip() for name in args.class_names.split(",")]
-    try:
-        if args.format == "onnx":
-            if args.version is not None or class_names:
-                raise ValueError("--version and --class-names apply to --format saved_model only.")
-            path = export_onnx(args.model, args.output, overwrite=args.overwrite, top_k=args.top_k)
-        else:
-            path = export_saved_model(
-                args.model, args.output, version=args.version, class_names=class_names,
-                overwrite=args.overwrite, top_k=args.top_k,
-            )
-    except (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, ValueError,
-            ExportError) as error:
-        print(f"vit-keras export: error: {error}", file=sys.stderr)
-        return 2
-    print(path)
-    return 0
-
-
-def register_cli(subparsers):
-    """Add `vit-keras export`."""
-    parser = subparsers.add_parser(
-        "export",
-        help="export a trained model as a TF Serving SavedModel (or ONNX)",
-        description="Export a run directory (its model.keras) or a .keras file as a TF Serving "
-        "SavedModel at OUTPUT/<version>/, with signatures serving_default (float32 raw pixels), "
-        "serving_uint8 and serving_bytes (encoded JPEG/PNG); or, with --format onnx, as one ONNX "
-        "file (OUTPUT if it ends in .onnx, else OUTPUT/model.onnx).",
-    )
-    parser.add_argument("model", metavar="RUN_DIR_OR_MODEL", help="a vit-keras train run directory or a .keras file")
-    parser.add_argument("--output", required=True, help="the model's folder, e.g. saved_models/vit_mnist")
-    parser.add_argument("--format", choices=("saved_model", "onnx"), default="saved_model",
-                        help="saved_model (TF Serving, default) or onnx (needs the onnx extra)")
-    parser.add_argument("--version", type=int, help="numeric version (default: the next free one)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing version")
-    parser.add_argument("--class-names", help="comma-separated class names (default: from the run's config.json)")
-    parser.add_argument("--top-k", type=int, default=5, help="classes returned by top_k_* (default 5)")
-    parser.set_defaults(func=_export_command)

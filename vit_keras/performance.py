@@ -1,17 +1,14 @@
-"""The fast paths: XLA compilation, steps per execution, bfloat16 where the hardware has it,
-and an XLA-compiled SavedModel for serving.
+"""The fast paths: XLA compilation, steps per execution, bfloat16 where the hardware has it.
 
     keras.mixed_precision.set_global_policy(fast_precision())   # before building the model
     model = vit_keras.vit_ti16()
     model.compile(optimizer, loss, metrics, **fast_compile_options())
-    export_for_serving(model, "exported/vit")
+    vit_keras.export_saved_model(model, "saved_models/vit", jit_compile=True)  # XLA-compiled serving
+
+(The SavedModel exporter is `vit_keras.export.export_saved_model`; `jit_compile=True` is its fast path.)
 """
 
-import os
-
 import keras
-
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 def fast_compile_options(steps_per_execution=8):
@@ -87,31 +84,5 @@ def _gpu_has_bf16():
 
 
 def fast_precision():
-    """"mixed_bfloat16" where the hardware runs bfloat16 natively, else "float32"."""
+    """ "mixed_bfloat16" where the hardware runs bfloat16 natively, else "float32"."""
     return "mixed_bfloat16" if bfloat16_supported() else "float32"
-
-
-def export_for_serving(model, filepath, jit_compile=True):
-    """Export `model`'s inference function as a SavedModel with the endpoint `serve`.
-
-    Like `model.export(filepath)` (same endpoint name and signature, batch dimension free), but the
-    function is XLA-compiled (`jit_compile=True`), which TF Serving and `tf.saved_model.load` keep.
-    TensorFlow backend only: other backends export through `model.export` (jax2tf / torch).
-    """
-    if keras.backend.backend() != "tensorflow":
-        raise ValueError(
-            "export_for_serving needs KERAS_BACKEND=tensorflow (found "
-            f"{keras.backend.backend()!r}); use model.export(filepath) on other backends."
-        )
-    import tensorflow as tf
-
-    if os.path.exists(filepath) and os.listdir(filepath):
-        raise FileExistsError(f"filepath {filepath!r} exists and is not empty; choose a new path.")
-    spec = tf.TensorSpec((None,) + tuple(model.input_shape[1:]), model.inputs[0].dtype, name="images")
-    serve = tf.function(lambda images: model(images, training=False), input_signature=[spec],
-                        jit_compile=bool(jit_compile), autograph=False)
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint("serve", serve)
-    archive.write_out(filepath, verbose=False)
-    return filepath

@@ -1,32 +1,65 @@
-"""Named ViT configurations from the paper (Table 1), plus a small one for MNIST digits."""
+"""Build the named architectures of `vit_keras.architectures`.
 
+`PRESETS` is `vit_keras.architectures.ARCHITECTURES` (the one table of names), and each
+name has a builder function here (`vit_b16`, `vit_mnist_p7`, ...) that takes `ViT`'s keyword
+arguments as overrides and, with `weights`, loads a checkpoint.
+
+Example:
+
+>>> from vit_keras.presets import preset_config, vit_mnist_p7
+>>> preset_config("vit_b16", image_size=384)["image_size"]
+384
+>>> model = vit_mnist_p7()
+>>> model.name, model.input_layout, model.mlp_dim, model.count_params()
+('vit_mnist_p7', (28, 28, 1), 400, 129310)
+"""
+
+from vit_keras.architectures import ARCHITECTURES
 from vit_keras.model import ViT
 
-# name -> architecture; the ViT-Ti and ViT-S widths are DeiT's, as in timm.
-PRESETS = {
-    "vit_ti16": dict(patch_size=16, embed_dim=192, depth=12, num_heads=3, mlp_dim=768),
-    "vit_s16": dict(patch_size=16, embed_dim=384, depth=12, num_heads=6, mlp_dim=1536),
-    "vit_b16": dict(patch_size=16, embed_dim=768, depth=12, num_heads=12, mlp_dim=3072),
-    "vit_b32": dict(patch_size=32, embed_dim=768, depth=12, num_heads=12, mlp_dim=3072),
-    "vit_l16": dict(patch_size=16, embed_dim=1024, depth=24, num_heads=16, mlp_dim=4096),
-    "vit_l32": dict(patch_size=32, embed_dim=1024, depth=24, num_heads=16, mlp_dim=4096),
-    "vit_h14": dict(patch_size=14, embed_dim=1280, depth=32, num_heads=16, mlp_dim=5120),
-    "vit_mnist": dict(
-        image_size=28, in_channels=1, num_classes=10, patch_size=4,
-        embed_dim=128, depth=6, num_heads=4, mlp_dim=256,
-    ),
-}
+PRESETS = ARCHITECTURES
+
+__all__ = ["PRESETS", "build_preset", "preset_config"] + list(ARCHITECTURES)
 
 
 def preset_config(name, **overrides):
-    """The keyword arguments of `ViT` for preset `name`, with `overrides` applied."""
+    """The keyword arguments of `ViT` for a named architecture.
+
+    Args:
+        name: a key of `PRESETS`.
+        **overrides: `ViT` keyword arguments that replace the preset's; None values are ignored.
+
+    Returns:
+        A new dict of `ViT` keyword arguments.
+
+    Raises:
+        ValueError: if `name` is not a preset.
+    """
     if name not in PRESETS:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}; found {name!r}.")
     return {**PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}
 
 
 def build_preset(name, weights=None, **overrides):
-    """Build preset `name` with `overrides`; `weights` names or points to a checkpoint."""
+    """Build a named architecture, optionally with pretrained weights.
+
+    Args:
+        name: a key of `PRESETS`; also the model's name.
+        weights: None, or a checkpoint path, URL or published name for
+            `vit_keras.pretrained.load_preset_weights`.
+        **overrides: `ViT` keyword arguments that replace the preset's.
+
+    Returns:
+        A `vit_keras.ViT`.
+
+    Raises:
+        ValueError: for an unknown `name` or a bad override (as `ViT`).
+    """
+    if weights is not None:  # a published checkpoint brings its input normalisation (given overrides win)
+        from vit_keras.pretrained import preset_weight_defaults
+
+        given = {key: value for key, value in overrides.items() if value is not None}
+        overrides = {**preset_weight_defaults(name, weights, overrides.get("image_size")), **given}
     model = ViT(name=name, **preset_config(name, **overrides))
     if weights is not None:
         from vit_keras.pretrained import load_preset_weights
@@ -35,25 +68,37 @@ def build_preset(name, weights=None, **overrides):
     return model
 
 
+def _describe(name):
+    """One line on a preset's architecture, for its builder's docstring."""
+    arch = PRESETS[name]
+    size = arch.get("image_size", 224)
+    return (
+        f"{name}: {size}x{size} images, patch {arch['patch_size']}, width {arch['embed_dim']}, "
+        f"depth {arch['depth']}, {arch['num_heads']} heads, MLP {arch['mlp_dim']}"
+    )
+
+
 def _preset_builder(name):
-    def builder(image_size=PRESETS[name].get("image_size", 224), num_classes=PRESETS[name].get("num_classes", 1000), weights=None, **overrides):
+    """The builder function of preset `name`: its defaults are the preset's image size and classes."""
+    arch = PRESETS[name]
+    default_size, default_classes = arch.get("image_size", 224), arch.get("num_classes", 1000)
+
+    def builder(image_size=default_size, num_classes=default_classes, weights=None, **overrides):
         return build_preset(name, weights=weights, image_size=image_size, num_classes=num_classes, **overrides)
 
-    arch = PRESETS[name]
     builder.__name__ = builder.__qualname__ = name
+    builder.__module__ = __name__
     builder.__doc__ = (
-        f"{name}: patch {arch['patch_size']}, width {arch['embed_dim']}, depth {arch['depth']}, "
-        f"{arch['num_heads']} heads, MLP {arch['mlp_dim']}. Keyword arguments override `ViT`'s; "
-        f"`weights` loads a checkpoint (a path, URL or published name)."
+        f"Build {_describe(name)}.\n\n"
+        "    Args:\n"
+        f"        image_size: int or (height, width); {arch.get('image_size', 224)}.\n"
+        f"        num_classes: head outputs; {arch.get('num_classes', 1000)}.\n"
+        "        weights: None, or a checkpoint path, URL or published name to load.\n"
+        "        **overrides: other `vit_keras.ViT` keyword arguments.\n\n"
+        "    Returns:\n"
+        f"        A `vit_keras.ViT` named {name!r}.\n"
     )
     return builder
 
 
-vit_ti16 = _preset_builder("vit_ti16")
-vit_s16 = _preset_builder("vit_s16")
-vit_b16 = _preset_builder("vit_b16")
-vit_b32 = _preset_builder("vit_b32")
-vit_l16 = _preset_builder("vit_l16")
-vit_l32 = _preset_builder("vit_l32")
-vit_h14 = _preset_builder("vit_h14")
-vit_mnist = _preset_builder("vit_mnist")
+globals().update({name: _preset_builder(name) for name in ARCHITECTURES})

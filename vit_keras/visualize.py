@@ -3,11 +3,11 @@
 The attention weights come from a separate model over the trained layers whose encoder blocks
 return their attention weights; the model itself keeps its fused attention path. Pictures are
 written as PNG (matplotlib figures outside pyplot) through a temporary file, so a failed plot
-leaves no half-written file. `register_cli` adds `vit-keras plot RUN_DIR`.
+leaves no half-written file. `plot_run` draws a run's pictures (`vit-keras plot RUN_DIR`).
 """
 
+import logging
 import os
-import sys
 import uuid
 import weakref
 from pathlib import Path
@@ -17,6 +17,9 @@ import numpy as np
 
 from vit_keras.layers import PositionEmbedding, TransformerEncoderBlock
 from vit_keras.layers.position_embedding import _bilinear_matrix
+from vit_keras.runs import load_run_model
+
+logger = logging.getLogger(__name__)
 
 PANEL_INCHES = 3.0  # side of one picture panel
 DPI = 100
@@ -99,8 +102,7 @@ def _check_images(model, images):
         want is not None and found != want for found, want in zip(images.shape[1:], expected)
     ):
         raise ValueError(
-            f"images must have shape (batch,) + {expected} for model {model.name!r}; "
-            f"found shape {images.shape}."
+            f"images must have shape (batch,) + {expected} for model {model.name!r}; found shape {images.shape}."
         )
     if len(images) == 0:
         raise ValueError(f"images must hold at least one image; found shape {images.shape}.")
@@ -173,6 +175,51 @@ def attention_rollout(model, images, batch_size=64):
     return maps.astype("float32")
 
 
+def _resize(image, size):
+    """Bilinear resize of an (H, W, C) array to `size` (height, width), as float32 NumPy."""
+    if tuple(image.shape[:2]) == tuple(size):
+        return image.astype("float32")
+    resized = keras.ops.image.resize(
+        image.astype("float32"), size, interpolation="bilinear", data_format="channels_last"
+    )
+    return keras.ops.convert_to_numpy(resized)
+
+
+def attention_map(model, image):
+    """The image weighted by the model's attention: the `vit_keras.visualize.attention_map` of vit-keras.
+
+    As in the vit-keras library: the image is resized to the model's input size, its attention
+    rollout (Abnar & Zuidema 2020; the ViT paper's Appendix D.7) is scaled to a maximum of 1,
+    resized back to the image and multiplied into it. A thin wrapper over `attention_rollout`.
+    Unlike vit-keras there is no separate preprocessing step: the models here take raw pixels.
+
+    Args:
+        model: a `vit_keras.ViT` (or a model built from its layers).
+        image: one image, (height, width, channels) in raw 0-255 pixels, channels last, of any
+            size; (height, width) for a one-channel model.
+
+    Returns:
+        uint8 NumPy array of the image's shape: `attention * image`.
+
+    Raises:
+        ValueError: `image` is not one image with the model's number of channels.
+    """
+    channels_first = getattr(model, "data_format", None) == "channels_first"
+    channels = model.input_shape[1 if channels_first else -1]
+    image = np.asarray(image)
+    pixels = image[..., None] if image.ndim == 2 and channels == 1 else image
+    if pixels.ndim != 3 or pixels.shape[-1] != channels or 0 in pixels.shape:
+        raise ValueError(
+            f"image must be one image of shape (height, width, {channels}) for model {model.name!r}; "
+            f"found shape {image.shape}."
+        )
+    (height, width), _ = _image_hw(model)
+    resized = _resize(np.asarray(pixels, dtype="float32"), (height, width))
+    mask = attention_rollout(model, np.moveaxis(resized, -1, 0)[None] if channels_first else resized[None])[0]
+    mask = _resize(mask[..., None], pixels.shape[:2])
+    return (mask * pixels).reshape(image.shape).astype("uint8")
+
+
 # --------------------------------------------------------------------------- writing pictures
 
 
@@ -224,11 +271,31 @@ def _display_image(model, image):
     return (image - low) / (high - low) if high > low else np.zeros_like(image)
 
 
-def plot_attention(model, images, path):
+def _row_labels(model, images, labels):
+    """'true 7, predicted 1' (or 'predicted 1' without labels) for each image; None for a headless model."""
+    if not getattr(model, "include_top", True):
+        return None
+    predicted = np.argmax(model.predict(images.astype("float32"), verbose=0), axis=-1)
+    if labels is None:
+        return [f"predicted {p}" for p in predicted]
+    labels = np.asarray(labels).reshape(-1)
+    if len(labels) != len(images):
+        raise ValueError(f"labels must have one entry per image ({len(images)}); found {len(labels)}.")
+    return [f"true {t}, predicted {p}" for t, p in zip(labels, predicted)]
+
+
+def plot_attention(model, images, path, labels=None):
     """Save each image, its attention-rollout map and the overlay side by side as a PNG.
 
-    `images` is one image in the model's input layout or a batch (one row per image).
-    The PNG is 900 x 300 pixels per row. Returns the path.
+    Args:
+        model: a `vit_keras.ViT`.
+        images: one image in the model's input layout or a batch (one row per image).
+        path: the `.png` file to write.
+        labels: optional true classes of the images; each row is labelled with its true class
+            (when given) and the model's predicted class. A colour bar gives the map's scale.
+
+    Returns:
+        The path. The PNG is 900 x 300 pixels per row.
     """
     expected = tuple(model.input_shape[1:])
     images = np.asarray(images)
@@ -237,26 +304,40 @@ def plot_attention(model, images, path):
         images = images[None]  # one image
     path = _check_png_path(path)
     maps = attention_rollout(model, images)
-    figure = _figure(3 * PANEL_INCHES, PANEL_INCHES * len(images))
-    top = 1.0 - 0.3 / (PANEL_INCHES * len(images))  # 0.3 inch for the titles
-    grid = figure.add_gridspec(len(images), 3, left=0.02, right=0.98, top=top, bottom=0.02,
-                               wspace=0.05, hspace=0.1)
+    row_labels = _row_labels(model, _check_images(model, images), labels)
+    height = PANEL_INCHES * len(images)
+    figure = _figure(3 * PANEL_INCHES, height)
+    top, bottom = 1.0 - 0.3 / height, 0.05 / height  # 0.3 inch for the titles
+    grid = figure.add_gridspec(len(images), 3, left=0.05, right=0.9, top=top, bottom=bottom, wspace=0.05, hspace=0.1)
     for row, (image, attention) in enumerate(zip(images, maps)):
         shown = _display_image(model, image.reshape(expected))
         cmap = "gray" if shown.ndim == 2 else None
         panels = [(shown, cmap, "image"), (attention, "inferno", "attention rollout")]
         for column, (picture, colours, title) in enumerate(panels):
             axes = figure.add_subplot(grid[row, column])
-            axes.imshow(picture, cmap=colours, vmin=0, vmax=1)
+            heat = axes.imshow(picture, cmap=colours, vmin=0, vmax=1)
             axes.set_axis_off()
             if row == 0:
                 axes.set_title(title, fontsize=10)
+            if column == 0 and row_labels is not None:
+                axes.text(
+                    -0.04,
+                    0.5,
+                    row_labels[row],
+                    rotation=90,
+                    ha="right",
+                    va="center",
+                    fontsize=10,
+                    transform=axes.transAxes,
+                )
         axes = figure.add_subplot(grid[row, 2])
         axes.imshow(shown, cmap=cmap, vmin=0, vmax=1)
         axes.imshow(attention, cmap="inferno", alpha=0.55, vmin=0, vmax=1)
         axes.set_axis_off()
         if row == 0:
             axes.set_title("overlay", fontsize=10)
+    colour_bar = figure.add_axes([0.92, bottom + 0.1 * (top - bottom), 0.015, 0.8 * (top - bottom)])
+    figure.colorbar(heat, cax=colour_bar, label="attention (max 1)")
     return _save_figure(figure, path)
 
 
@@ -321,12 +402,12 @@ def confusion_matrix(labels, predictions, num_classes):
     labels, predictions = np.asarray(labels).reshape(-1), np.asarray(predictions).reshape(-1)
     if labels.shape != predictions.shape:
         raise ValueError(
-            f"labels and predictions must have the same length; found {labels.shape[0]} and "
-            f"{predictions.shape[0]}."
+            f"labels and predictions must have the same length; found {labels.shape[0]} and {predictions.shape[0]}."
         )
     for name, values in (("labels", labels), ("predictions", predictions)):
-        if values.size and (not np.issubdtype(values.dtype, np.integer) or values.min() < 0
-                            or values.max() >= num_classes):
+        if values.size and (
+            not np.issubdtype(values.dtype, np.integer) or values.min() < 0 or values.max() >= num_classes
+        ):
             raise ValueError(
                 f"{name} must be integer classes in [0, {num_classes}); found dtype {values.dtype}, "
                 f"range [{values.min()}, {values.max()}]."
@@ -342,13 +423,13 @@ def plot_confusion_matrix(labels, predictions, path, class_names=None, num_class
     Colours are row-normalised (recall per class); each cell shows its count. Returns the path.
     """
     if num_classes is None:
-        num_classes = len(class_names) if class_names is not None else (
-            int(max(np.max(labels, initial=0), np.max(predictions, initial=0))) + 1
+        num_classes = (
+            len(class_names)
+            if class_names is not None
+            else (int(max(np.max(labels, initial=0), np.max(predictions, initial=0))) + 1)
         )
     if class_names is not None and len(class_names) != num_classes:
-        raise ValueError(
-            f"class_names must have num_classes={num_classes} entries; found {len(class_names)}."
-        )
+        raise ValueError(f"class_names must have num_classes={num_classes} entries; found {len(class_names)}.")
     path = _check_png_path(path)
     counts = confusion_matrix(labels, predictions, num_classes)
     rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
@@ -360,8 +441,15 @@ def plot_confusion_matrix(labels, predictions, path, class_names=None, num_class
     if num_classes <= 20:
         for i in range(num_classes):
             for j in range(num_classes):
-                axes.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7,
-                          color="white" if rates[i, j] > 0.5 else "black")
+                axes.text(
+                    j,
+                    i,
+                    str(counts[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if rates[i, j] > 0.5 else "black",
+                )
     axes.set_xticks(range(num_classes), names, fontsize=8)
     axes.set_yticks(range(num_classes), names, fontsize=8)
     axes.set_xlabel("predicted class")
@@ -373,46 +461,45 @@ def plot_confusion_matrix(labels, predictions, path, class_names=None, num_class
 # --------------------------------------------------------------------------- vit-keras plot
 
 
-def _test_split(model, dataset, data_dir=None, seed=0):
-    """The `vit_keras.data.Splits` of `dataset` at the model's image size; it must have a test split."""
+def _run_splits(model, dataset, data_dir=None, seed=0):
+    """The `vit_keras.data.Splits` of `dataset` at the model's image size (the test split may be None)."""
     from vit_keras import data as vdata
 
     (height, width), _ = _image_hw(model)
-    splits = vdata.load_dataset(dataset, data_dir=data_dir, image_size=(height, width),
-                                val_fraction=0.0, seed=seed)
-    if splits.test is None:
-        raise ValueError(f"dataset {dataset!r} has no test split for the confusion matrix.")
+    splits = vdata.load_dataset(dataset, data_dir=data_dir, image_size=(height, width), val_fraction=0.0, seed=seed)
     classes = model.output_shape[-1]
     if splits.num_classes > classes:
-        raise ValueError(
-            f"dataset {dataset!r} has {splits.num_classes} classes; the model predicts {classes}."
-        )
+        raise ValueError(f"dataset {dataset!r} has {splits.num_classes} classes; the model predicts {classes}.")
     return splits
 
 
-def _test_batches(model, splits, batch_size):
-    """Batches of (images in the model's layout, one-hot labels) of the test split."""
+def _batches(model, split, batch_size):
+    """Batches of (images in the model's layout, one-hot labels) of one split of `Splits`."""
     import tensorflow as tf
 
     from vit_keras import data as vdata
 
     (height, width), _ = _image_hw(model)
-    test = vdata.make_pipeline(splits.test, (height, width), batch_size, model.output_shape[-1], cache=False)
+    test = vdata.make_pipeline(split, (height, width), batch_size, model.output_shape[-1], cache=False)
     if getattr(model, "data_format", None) == "channels_first":
         test = test.map(lambda x, y: (tf.transpose(x, (0, 3, 1, 2)), y))
     return test
 
 
-def plot_run(run_dir, out_dir=None, dataset=None, data_dir=None, examples=4, batch_size=128):
-    """Write a run directory's pictures; return {name: path}.
+class PlotResult(dict):
+    """{picture name: path} of the pictures `plot_run` wrote, and `skipped`: {name: reason}."""
 
-    curves.png (loss and accuracy, train vs validation, from metrics.csv), and from model.keras:
-    confusion_matrix.png (on the run's test split), attention.png (rollout maps of the first
-    `examples` test images) and position_embeddings.png.
-    """
-    from vit_keras.curves import plot_training_curves
-    from vit_keras.train import load_run_model
+    def __init__(self):
+        super().__init__()
+        self.skipped = {}
 
+    def skip(self, name, reason):
+        self.skipped[name] = reason
+        logger.warning("vit-keras plot: skipped %s.png: %s", name, reason)
+
+
+def _check_run_dir(run_dir, examples):
+    """(run_dir Path, has metrics.csv, has model.keras); clear errors for bad arguments."""
     if isinstance(examples, bool) or not isinstance(examples, int) or examples < 0:
         raise ValueError(f"examples must be a non-negative integer; found {examples!r}.")
     run_dir = Path(run_dir)
@@ -425,60 +512,65 @@ def plot_run(run_dir, out_dir=None, dataset=None, data_dir=None, examples=4, bat
             f"RUN_DIR: {run_dir} holds neither metrics.csv nor model.keras (a `vit-keras train` "
             f"run directory); found {found or 'nothing'}."
         )
+    return run_dir, has_metrics, has_model
+
+
+def _plot_test_pictures(model, splits, out_dir, examples, batch_size, result):
+    """confusion_matrix.png on the test split, attention.png on its first images (else another split's)."""
+    num_classes = model.output_shape[-1]
+    if splits.test is not None:
+        test = _batches(model, splits.test, batch_size)
+        labels = np.concatenate([np.argmax(y, axis=-1) for _, y in test.as_numpy_iterator()])
+        predictions = np.argmax(model.predict(test, verbose=0), axis=-1)
+        names = list(splits.class_names)[:num_classes]
+        names += [str(i) for i in range(len(names), num_classes)]
+        result["confusion_matrix"] = plot_confusion_matrix(
+            labels, predictions, out_dir / "confusion_matrix.png", class_names=names
+        )
+    else:
+        result.skip("confusion_matrix", "the dataset has no test split")
+    if not examples:
+        return
+    split = next((s for s in (splits.test, splits.validation, splits.train) if s is not None), None)
+    images, labels = next(iter(_batches(model, split, examples)))
+    result["attention"] = plot_attention(
+        model,
+        keras.ops.convert_to_numpy(images),
+        out_dir / "attention.png",
+        labels=np.argmax(keras.ops.convert_to_numpy(labels), axis=-1),
+    )
+
+
+def plot_run(run_dir, out_dir=None, dataset=None, data_dir=None, examples=4, batch_size=128):
+    """Write a run directory's pictures.
+
+    curves.png (loss and accuracy, train vs validation, from metrics.csv), and from model.keras:
+    confusion_matrix.png (on the run's test split), attention.png (rollout maps of the first
+    `examples` test images, or of training images when the dataset has no test split) and
+    position_embeddings.png. A picture that cannot be drawn (no metrics.csv, no model.keras, no
+    test split) is skipped, with a logged warning that says why.
+
+    Returns:
+        `PlotResult`: {name: path} of the pictures written; its `skipped` is {name: reason}.
+    """
+    from vit_keras.curves import plot_training_curves
+
+    run_dir, has_metrics, has_model = _check_run_dir(run_dir, examples)
     out_dir = Path(out_dir) if out_dir is not None else run_dir
-    written = {}
+    result = PlotResult()
     if has_metrics:
         curves = _check_png_path(out_dir / "curves.png")
-        written["curves"] = plot_training_curves(run_dir / "metrics.csv", curves)
+        result["curves"] = plot_training_curves(run_dir / "metrics.csv", curves)
+    else:
+        result.skip("curves", f"{run_dir} holds no metrics.csv")
     if not has_model:
-        return written
+        for name in ("confusion_matrix", "attention", "position_embeddings"):
+            result.skip(name, f"{run_dir} holds no model.keras")
+        return result
     model, config = load_run_model(run_dir)
     run_args = config.get("args", {})
     dataset = dataset or run_args.get("dataset") or "mnist-sample"
-    splits = _test_split(model, dataset, data_dir or run_args.get("data_dir"), run_args.get("seed", 0))
-    test = _test_batches(model, splits, batch_size)
-    labels = np.concatenate([np.argmax(y, axis=-1) for _, y in test.as_numpy_iterator()])
-    predictions = np.argmax(model.predict(test, verbose=0), axis=-1)
-    num_classes = model.output_shape[-1]
-    names = list(splits.class_names)[:num_classes]
-    names += [str(i) for i in range(len(names), num_classes)]
-    written["confusion_matrix"] = plot_confusion_matrix(
-        labels, predictions, out_dir / "confusion_matrix.png", class_names=names
-    )
-    if examples:
-        images, _ = next(iter(_test_batches(model, splits, examples)))
-        written["attention"] = plot_attention(
-            model, keras.ops.convert_to_numpy(images), out_dir / "attention.png"
-        )
-    written["position_embeddings"] = plot_position_embeddings(model, out_dir / "position_embeddings.png")
-    return written
-
-
-def _plot_command(args):
-    try:
-        written = plot_run(args.run_dir, args.out, args.dataset, args.data_dir, args.examples,
-                           args.batch_size)
-    except (ValueError, OSError) as error:
-        print(f"vit-keras plot: error: {error}", file=sys.stderr)
-        return 2
-    for path in written.values():
-        print(path)
-    return 0
-
-
-def register_cli(subparsers):
-    """Add `vit-keras plot RUN_DIR` to the `vit-keras` command line."""
-    parser = subparsers.add_parser(
-        "plot",
-        help="plot a training run: curves, confusion matrix, attention maps, position embeddings",
-        description="Write a training run's pictures: curves.png (loss and accuracy, train vs "
-        "validation), confusion_matrix.png (test split), attention.png (attention rollout) and "
-        "position_embeddings.png.",
-    )
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="a `vit-keras train` run directory")
-    parser.add_argument("--out", help="where to write the PNGs (default: RUN_DIR)")
-    parser.add_argument("--dataset", help="dataset for the confusion matrix (default: the run's)")
-    parser.add_argument("--data-dir", help="data folder of --dataset (default: the run's)")
-    parser.add_argument("--examples", type=int, default=4, help="test images in attention.png (4)")
-    parser.add_argument("--batch-size", type=int, default=128, help="prediction batch size (128)")
-    parser.set_defaults(func=_plot_command)
+    splits = _run_splits(model, dataset, data_dir or run_args.get("data_dir"), run_args.get("seed", 0))
+    _plot_test_pictures(model, splits, out_dir, examples, batch_size, result)
+    result["position_embeddings"] = plot_position_embeddings(model, out_dir / "position_embeddings.png")
+    return result

@@ -19,15 +19,30 @@ import warnings
 
 import keras
 
+from vit_keras.architectures import ARCHITECTURES
 from vit_keras.model import ViT
 from vit_keras.pretrained.canonical import assign_weights
 from vit_keras.pretrained.download import download
 from vit_keras.pretrained.files import read_checkpoint
-from vit_keras.pretrained.loader import to_canonical
+from vit_keras.pretrained.labels import imagenet_classes
+from vit_keras.pretrained.loader import set_class_names, to_canonical
 from vit_keras.pretrained.registry import GOOGLE_BUCKET
 
-CONFIG_B = {"dropout": 0.1, "mlp_dim": 3072, "num_heads": 12, "num_layers": 12, "hidden_size": 768}
-CONFIG_L = {"dropout": 0.1, "mlp_dim": 4096, "num_heads": 16, "num_layers": 24, "hidden_size": 1024}
+
+def _old_config(architecture):
+    """The old library's config dict (its argument names, dropout 0.1) of a `vit_keras.architectures` entry."""
+    arch = ARCHITECTURES[architecture]
+    return {
+        "dropout": 0.1,
+        "mlp_dim": arch["mlp_dim"],
+        "num_heads": arch["num_heads"],
+        "num_layers": arch["depth"],
+        "hidden_size": arch["embed_dim"],
+    }
+
+
+CONFIG_B = _old_config("vit_b16")
+CONFIG_L = _old_config("vit_l16")
 
 # weights name -> classes of its head (as in the old library)
 WEIGHTS = {"imagenet21k": 21_843, "imagenet21k+imagenet2012": 1_000}
@@ -144,8 +159,19 @@ def load_pretrained(size, weights, pretrained_top, model, image_size=None, patch
     assign_weights(model, canonical, source=str(path))
 
 
-def _vit(size, config, patch_size, default_size, image_size, classes, activation, include_top,
-         pretrained, pretrained_top, weights):
+def _vit(
+    size,
+    config,
+    patch_size,
+    default_size,
+    image_size,
+    classes,
+    activation,
+    include_top,
+    pretrained,
+    pretrained_top,
+    weights,
+):
     if pretrained_top:
         classes = validate_pretrained_top(include_top, pretrained, classes, weights)
     elif pretrained and weights not in WEIGHTS:
@@ -162,32 +188,106 @@ def _vit(size, config, patch_size, default_size, image_size, classes, activation
     )
     if pretrained:
         load_pretrained(size=size, weights=weights, pretrained_top=pretrained_top, model=model)
+        if pretrained_top and weights == "imagenet21k+imagenet2012":
+            set_class_names(model, imagenet_classes())
     return model
 
 
-def vit_b16(image_size=(224, 224), classes=1000, activation="linear", include_top=True,
-            pretrained=True, pretrained_top=True, weights="imagenet21k+imagenet2012"):
+def vit_b16(
+    image_size=(224, 224),
+    classes=1000,
+    activation="linear",
+    include_top=True,
+    pretrained=True,
+    pretrained_top=True,
+    weights="imagenet21k+imagenet2012",
+):
     """ViT-B/16 (width 768, depth 12, 12 heads), optionally with ImageNet weights."""
-    return _vit("B_16", CONFIG_B, 16, (224, 224), image_size, classes, activation, include_top,
-                pretrained, pretrained_top, weights)
+    return _vit(
+        "B_16",
+        CONFIG_B,
+        16,
+        (224, 224),
+        image_size,
+        classes,
+        activation,
+        include_top,
+        pretrained,
+        pretrained_top,
+        weights,
+    )
 
 
-def vit_b32(image_size=(224, 224), classes=1000, activation="linear", include_top=True,
-            pretrained=True, pretrained_top=True, weights="imagenet21k+imagenet2012"):
+def vit_b32(
+    image_size=(224, 224),
+    classes=1000,
+    activation="linear",
+    include_top=True,
+    pretrained=True,
+    pretrained_top=True,
+    weights="imagenet21k+imagenet2012",
+):
     """ViT-B/32 (width 768, depth 12, 12 heads), optionally with ImageNet weights."""
-    return _vit("B_32", CONFIG_B, 32, (224, 224), image_size, classes, activation, include_top,
-                pretrained, pretrained_top, weights)
+    return _vit(
+        "B_32",
+        CONFIG_B,
+        32,
+        (224, 224),
+        image_size,
+        classes,
+        activation,
+        include_top,
+        pretrained,
+        pretrained_top,
+        weights,
+    )
 
 
-def vit_l16(image_size=(384, 384), classes=1000, activation="linear", include_top=True,
-            pretrained=True, pretrained_top=True, weights="imagenet21k+imagenet2012"):
+def vit_l16(
+    image_size=(384, 384),
+    classes=1000,
+    activation="linear",
+    include_top=True,
+    pretrained=True,
+    pretrained_top=True,
+    weights="imagenet21k+imagenet2012",
+):
     """ViT-L/16 (width 1024, depth 24, 16 heads), optionally with ImageNet weights."""
-    return _vit("L_16", CONFIG_L, 16, (384, 384), image_size, classes, activation, include_top,
-                pretrained, pretrained_top, weights)
+    return _vit(
+        "L_16",
+        CONFIG_L,
+        16,
+        (384, 384),
+        image_size,
+        classes,
+        activation,
+        include_top,
+        pretrained,
+        pretrained_top,
+        weights,
+    )
 
 
-def vit_l32(image_size=(384, 384), classes=1000, activation="linear", include_top=True,
-            pretrained=True, pretrained_top=True, weights="imagenet21k+imagenet2012"):
+def vit_l32(
+    image_size=(384, 384),
+    classes=1000,
+    activation="linear",
+    include_top=True,
+    pretrained=True,
+    pretrained_top=True,
+    weights="imagenet21k+imagenet2012",
+):
     """ViT-L/32 (width 1024, depth 24, 16 heads), optionally with ImageNet weights."""
-    return _vit("L_32", CONFIG_L, 32, (384, 384), image_size, classes, activation, include_top,
-                pretrained, pretrained_top, weights)
+    return _vit(
+        "L_32",
+        CONFIG_L,
+        32,
+        (384, 384),
+        image_size,
+        classes,
+        activation,
+        include_top,
+        pretrained,
+        pretrained_top,
+        weights,
+    )

@@ -25,6 +25,11 @@ def preset_forward_flops(preset, image_size, num_classes):
 
     arch = preset_architecture(preset)
     return vit_forward_flops(
-        image_size, arch["patch_size"], arch.get("in_channels", 3), arch["embed_dim"],
-        arch["depth"], arch["mlp_dim"], num_classes,
+        image_size,
+        arch["patch_size"],
+        arch.get("in_channels", 3),
+        arch["embed_dim"],
+        arch["depth"],
+        arch["mlp_dim"],
+        num_classes,
     )

@@ -19,17 +19,28 @@ from bench.workloads import build_workload  # noqa: E402
 def profile(impl, args):
     import torch
 
-    spec = dict(impl=impl, task="train", preset=args.preset, image_size=args.image_size,
-                batch_size=args.batch_size, num_classes=args.num_classes, precision=args.precision,
-                jit_compile="false", steps_per_execution=1, backend="torch")
+    spec = dict(
+        impl=impl,
+        task="train",
+        preset=args.preset,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        num_classes=args.num_classes,
+        precision=args.precision,
+        jit_compile="false",
+        steps_per_execution=1,
+        backend="torch",
+    )
     workload = build_workload(spec)
     workload.run(2)  # warm-up
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         seconds = workload.run(args.steps)
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
-    print(f"\n== {impl} ({args.preset}, {args.image_size} px, batch {args.batch_size}, {args.precision}): "
-          f"{seconds / args.steps:.2f} s/step under the profiler")
+    print(
+        f"\n== {impl} ({args.preset}, {args.image_size} px, batch {args.batch_size}, {args.precision}): "
+        f"{seconds / args.steps:.2f} s/step under the profiler"
+    )
     print(f"{'operator':44s} {'self CPU %':>10s} {'calls':>7s}")
     for event in sorted(events, key=lambda e: -e.self_cpu_time_total)[: args.top]:
         print(f"{event.key[:44]:44s} {100 * event.self_cpu_time_total / total:9.1f}% {event.count:7d}")

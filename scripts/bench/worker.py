@@ -40,8 +40,16 @@ def main():
         flops = None
         if spec["impl"] != "matmul":
             flops = preset_forward_flops(spec["preset"], spec["image_size"], spec["num_classes"])
-        emit({"ready": True, "build_s": built, "first_run_s": first, "forward_flops": flops,
-              "step_multiple": workload.step_multiple, "info": workload.info})
+        emit(
+            {
+                "ready": True,
+                "build_s": built,
+                "first_run_s": first,
+                "forward_flops": flops,
+                "step_multiple": workload.step_multiple,
+                "info": workload.info,
+            }
+        )
     except Exception as error:  # reported to the orchestrator, which carries on without this worker
         traceback.print_exc()
         emit({"error": f"{type(error).__name__}: {error}"})

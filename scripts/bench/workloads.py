@@ -32,16 +32,10 @@ class Workload:
 
 
 def preset_architecture(name):
-    """The architecture dict of a `vit_keras` preset, or of "seed": `vit-keras train --preset seed`."""
-    if name == "seed":
-        from vit_keras.train import SEED_MODEL
+    """The architecture dict of a `vit_keras` preset, without dropout (every framework times the same graph)."""
+    from vit_keras.architectures import ARCHITECTURES
 
-        return dict(image_size=28, in_channels=1, num_classes=10, patch_size=SEED_MODEL["patch_size"],
-                    embed_dim=SEED_MODEL["embed_dim"], depth=SEED_MODEL["depth"], num_heads=SEED_MODEL["num_heads"],
-                    mlp_dim=int(SEED_MODEL["embed_dim"] * SEED_MODEL["mlp_ratio"]))
-    from vit_keras.presets import PRESETS
-
-    return dict(PRESETS[name])
+    return {key: value for key, value in ARCHITECTURES[name].items() if key != "dropout"}
 
 
 def synthetic_batch(spec):
@@ -70,6 +64,7 @@ def _timed(fn):
 
 
 # ---------------------------------------------------------------- vit_keras
+
 
 def _keras_loss():
     import keras
@@ -120,28 +115,32 @@ def _repeated_dataset(images, labels):
     already in memory, so there is nothing to prefetch.
     """
     import tensorflow as tf
+
     from vit_keras.data import fixed_parallelism_options
 
     return tf.data.Dataset.from_tensors((images, labels)).repeat().with_options(fixed_parallelism_options())
 
 
 def _savedmodel_workload(model, images, jit, info):
-    """Export `model` with `vit_keras.performance.export_for_serving`, reload it, time `serve`."""
+    """Export `model` with `vit_keras.export_saved_model` (XLA when `jit`), reload it, time
+    `serving_default` (the model plus its input checks, softmax and top-k)."""
     import tensorflow as tf
 
-    from vit_keras.performance import export_for_serving
+    from vit_keras.export import export_saved_model
 
-    path = os.path.join(tempfile.mkdtemp(prefix="vit_bench_"), "savedmodel")
-    export_for_serving(model, path, jit_compile=jit is True)
+    root = tempfile.mkdtemp(prefix="vit_bench_")
+    path = export_saved_model(model, os.path.join(root, "savedmodel"), jit_compile=jit is True)
     loaded = tf.saved_model.load(path)
+    serve = loaded.signatures["serving_default"]
     # `loaded` stays referenced by the closure below: the served function needs its variables alive.
-    shutil.rmtree(os.path.dirname(path), ignore_errors=True)
+    shutil.rmtree(root, ignore_errors=True)
     batch = tf.constant(images)
     info = dict(info, exported_with_xla=jit is True)
-    return Workload(lambda steps: _timed(lambda: [loaded.serve(batch).numpy() for _ in range(steps)]), info)
+    return Workload(lambda steps: _timed(lambda: [serve(images=batch)["logits"].numpy() for _ in range(steps)]), info)
 
 
 # ---------------------------------------------------------------- keras-hub
+
 
 def keras_hub_workload(spec):
     import keras
@@ -152,8 +151,11 @@ def keras_hub_workload(spec):
     keras.mixed_precision.set_global_policy(spec["precision"])
     backbone = keras_hub.models.ViTBackbone(
         image_shape=(arch["image_size"], arch["image_size"], arch["in_channels"]),
-        patch_size=arch["patch_size"], num_layers=arch["depth"], num_heads=arch["num_heads"],
-        hidden_dim=arch["embed_dim"], mlp_dim=arch["mlp_dim"],
+        patch_size=arch["patch_size"],
+        num_layers=arch["depth"],
+        num_heads=arch["num_heads"],
+        hidden_dim=arch["embed_dim"],
+        mlp_dim=arch["mlp_dim"],
     )
     model = keras_hub.models.ViTImageClassifier(backbone=backbone, num_classes=arch["num_classes"])
     model.compile(optimizer=_keras_optimizer(), loss=_keras_loss())  # jit_compile: keras-hub's default
@@ -168,6 +170,7 @@ def keras_hub_workload(spec):
 
 # ---------------------------------------------------------------- timm
 
+
 def _import_torchvision():
     """Import torchvision even where its C++ ops cannot load.
 
@@ -181,6 +184,7 @@ def _import_torchvision():
 
     try:
         import torchvision  # noqa: F401
+
         return
     except RuntimeError as error:
         if "torchvision::nms" not in str(error):
@@ -207,9 +211,14 @@ def timm_workload(spec):
     arch = architecture(spec)
     device = "cuda" if spec.get("device") == "gpu" else "cpu"
     model = VisionTransformer(
-        img_size=arch["image_size"], patch_size=arch["patch_size"], in_chans=arch["in_channels"],
-        num_classes=arch["num_classes"], embed_dim=arch["embed_dim"], depth=arch["depth"],
-        num_heads=arch["num_heads"], mlp_ratio=arch["mlp_dim"] / arch["embed_dim"],
+        img_size=arch["image_size"],
+        patch_size=arch["patch_size"],
+        in_chans=arch["in_channels"],
+        num_classes=arch["num_classes"],
+        embed_dim=arch["embed_dim"],
+        depth=arch["depth"],
+        num_heads=arch["num_heads"],
+        mlp_ratio=arch["mlp_dim"] / arch["embed_dim"],
     ).to(device)
     x = torch.from_numpy(images.transpose(0, 3, 1, 2).copy()).to(device)
     y = torch.from_numpy(labels.astype("int64")).to(device)
@@ -250,6 +259,7 @@ def timm_workload(spec):
 
 # ---------------------------------------------------------------- matmul peak
 
+
 def matmul_workload(spec):
     """`run(steps)` returns {dtype: best GFLOP/s} of square matmuls; the orchestrator keeps the max.
 
@@ -273,7 +283,7 @@ def matmul_workload(spec):
         rates = {}
         for dtype, (a, b) in operands.items():
             matmul(a, b).numpy()  # warm-up / trace
-            best = min(_timed(lambda: matmul(a, b).numpy()) for _ in range(max(steps, 3)))
+            best = min(_timed(lambda a=a, b=b: matmul(a, b).numpy()) for _ in range(max(steps, 3)))
             rates[dtype] = 2 * n**3 / best / 1e9
         return rates
 
@@ -286,13 +296,16 @@ def _cuda_matmul_workload(n):
     if not torch.cuda.is_available():
         raise RuntimeError("device 'gpu' was asked for, but torch.cuda.is_available() is False")
     torch.backends.cuda.matmul.allow_tf32 = False  # "float32" means float32, not TF32
-    operands = {name: [torch.randn(n, n, device="cuda", dtype=dtype) for _ in range(2)]
-                for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16))}
+    operands = {
+        name: [torch.randn(n, n, device="cuda", dtype=dtype) for _ in range(2)]
+        for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16))
+    }
 
     def run(steps):
         rates = {}
         for name, (a, b) in operands.items():
-            def ten_matmuls():
+
+            def ten_matmuls(a=a, b=b):
                 for _ in range(10):
                     a @ b
                 torch.cuda.synchronize()
@@ -302,8 +315,7 @@ def _cuda_matmul_workload(n):
             rates[name] = 10 * 2 * n**3 / best / 1e9
         return rates
 
-    return Workload(run, {"backend": "torch", "device": "cuda", "matmul_size": n,
-                          "gpu": torch.cuda.get_device_name()})
+    return Workload(run, {"backend": "torch", "device": "cuda", "matmul_size": n, "gpu": torch.cuda.get_device_name()})
 
 
 def build_workload(spec):

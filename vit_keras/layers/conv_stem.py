@@ -15,23 +15,64 @@ from vit_keras.validation import check_patchable_images, check_positive
 
 
 def stem_widths(patch_size, embed_dim):
-    """The widths of the 3x3 stride-2 convolutions: doubling, ending at `embed_dim`."""
+    """The widths of a `ConvStem`'s 3x3 stride-2 convolutions: doubling, ending at `embed_dim`.
+
+    Args:
+        patch_size: total stride, a power of two >= 2.
+        embed_dim: token width.
+
+    Returns:
+        A list of log2(patch_size) ints.
+
+    Raises:
+        ValueError: if `patch_size` is not a power of two >= 2.
+
+    Example:
+
+    >>> stem_widths(16, 384)
+    [48, 96, 192, 384]
+    """
     steps = patch_size.bit_length() - 1
     if patch_size < 2 or 2**steps != patch_size:
         raise ValueError(
-            f"stem='conv' needs a patch_size that is a power of two (2, 4, 8, 16, ...); "
-            f"found patch_size={patch_size}."
+            f"stem='conv' needs a patch_size that is a power of two (2, 4, 8, 16, ...); found patch_size={patch_size}."
         )
     return [max(1, embed_dim // 2 ** (steps - 1 - i)) for i in range(steps)]
 
 
 @keras.saving.register_keras_serializable(package="vit_keras")
 class ConvStem(keras.layers.Layer):
-    """(batch, H, W, C) images -> (batch, (H / P) * (W / P), embed_dim) tokens, row-major.
+    """Turn images into tokens with a stack of 3x3 stride-2 convolutions (ViT_C).
+
+    log2(P) Conv2D(3x3, stride 2, no bias) -> BatchNorm -> ReLU stages (sublayers `stages`),
+    their widths doubling up to `embed_dim` (`stem_widths`), then a 1x1 Conv2D `projection`;
+    the tokens form the same row-major grid as `PatchEmbedding`'s.
 
     Args:
-        patch_size: total stride P, a power of two (one 3x3 stride-2 convolution per factor 2).
-        embed_dim: token width.
+        patch_size: total stride P, a power of two (one stride-2 convolution per factor 2).
+        embed_dim: token width D.
+        **kwargs: standard `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        images: a (batch, H, W, C) channels-last tensor; H and W must be multiples of P.
+        training: Python bool; True normalises with the batch's statistics (and updates the
+            moving ones), False with the moving statistics.
+
+    Returns:
+        A (batch, (H / P) * (W / P), D) tensor.
+
+    Raises:
+        ValueError: for a `patch_size` that is not a power of two (on construction); for
+            images not of rank 4 or not divisible into patches (on call).
+
+    Example:
+
+    >>> import numpy as np
+    >>> layer = ConvStem(patch_size=4, embed_dim=16)
+    >>> tuple(layer(np.zeros((2, 28, 28, 1), "float32")).shape)
+    (2, 49, 16)
+    >>> stem_widths(4, 16)
+    [8, 16]
     """
 
     def __init__(self, patch_size, embed_dim, **kwargs):
@@ -42,9 +83,7 @@ class ConvStem(keras.layers.Layer):
         self.stages = []
         for i, width in enumerate(stem_widths(patch_size, embed_dim)):
             self.stages += [
-                keras.layers.Conv2D(
-                    width, 3, strides=2, padding="same", use_bias=False, dtype=policy, name=f"conv{i}"
-                ),
+                keras.layers.Conv2D(width, 3, strides=2, padding="same", use_bias=False, dtype=policy, name=f"conv{i}"),
                 # PyTorch's BatchNorm defaults (momentum 0.1 there), as in the ViT_C reference.
                 keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, dtype=policy, name=f"norm{i}"),
                 keras.layers.ReLU(dtype=policy, name=f"relu{i}"),

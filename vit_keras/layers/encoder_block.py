@@ -8,19 +8,47 @@ from vit_keras.validation import check_positive, check_rate
 
 @keras.saving.register_keras_serializable(package="vit_keras")
 class TransformerEncoderBlock(keras.layers.Layer):
-    """x + DropPath(Dropout(MHA(LN(x)))), then x + DropPath(MLP(LN(x))).
+    """The pre-norm Transformer encoder block of ViT.
 
-    The MLP is Dense(mlp_dim, exact GELU) -> Dropout -> Dense(D) -> Dropout.
-    Attention weights have Google's layout: query/key/value kernels (D, heads, D/heads),
-    biases (heads, D/heads), output kernel (heads, D/heads, D).
+    `x + DropPath(Dropout(MHA(LN(x))))`, then `x + DropPath(MLP(LN(x)))`, where the MLP is
+    Dense(mlp_dim, exact GELU) -> Dropout -> Dense(D) -> Dropout. The sublayers are `norm1`,
+    `attention` (a `keras.layers.MultiHeadAttention` with Google's weight layout: query, key
+    and value kernels (D, heads, D / heads), biases (heads, D / heads), output kernel
+    (heads, D / heads, D)), `norm2`, `mlp_in` and `mlp_out`.
 
     Args:
-        num_heads: attention heads; must divide the token width.
+        num_heads: attention heads; must divide the token width D.
         mlp_dim: hidden width of the MLP.
         dropout: dropout after attention and in the MLP.
         attention_dropout: dropout on the attention weights (disables the fused kernel).
         drop_path: stochastic-depth rate of both residual branches.
         layer_norm_epsilon: epsilon of both LayerNorms.
+        **kwargs: standard `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        x: a (batch, tokens, D) tensor.
+        training: Python bool; True applies dropout and stochastic depth.
+        return_attention_scores: Python bool; also return the attention weights (this takes
+            the unfused attention path; the output is the same).
+
+    Returns:
+        A (batch, tokens, D) tensor; with `return_attention_scores=True`, a tuple of it and
+        the (batch, heads, tokens, tokens) attention weights (softmax over the last axis).
+
+    Raises:
+        ValueError: for a non-positive `num_heads` or `mlp_dim` or a rate outside [0, 1)
+            (on construction); if `num_heads` does not divide D (on build).
+
+    Example:
+
+    >>> import numpy as np
+    >>> block = TransformerEncoderBlock(num_heads=2, mlp_dim=32)
+    >>> x = np.zeros((4, 17, 16), "float32")
+    >>> tuple(block(x).shape)
+    (4, 17, 16)
+    >>> out, scores = block(x, return_attention_scores=True)
+    >>> tuple(scores.shape)
+    (4, 2, 17, 17)
     """
 
     def __init__(
@@ -45,13 +73,9 @@ class TransformerEncoderBlock(keras.layers.Layer):
     def build(self, input_shape):
         dim = input_shape[-1]
         if dim % self.num_heads:
-            raise ValueError(
-                f"embed_dim must be divisible by num_heads={self.num_heads}; found embed_dim {dim}."
-            )
+            raise ValueError(f"embed_dim must be divisible by num_heads={self.num_heads}; found embed_dim {dim}.")
         policy = self.dtype_policy
-        self.norm1 = keras.layers.LayerNormalization(
-            epsilon=self.layer_norm_epsilon, dtype=policy, name="norm1"
-        )
+        self.norm1 = keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, dtype=policy, name="norm1")
         self.attention = keras.layers.MultiHeadAttention(
             num_heads=self.num_heads,
             key_dim=dim // self.num_heads,
@@ -59,9 +83,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
             dtype=policy,
             name="attention",
         )
-        self.norm2 = keras.layers.LayerNormalization(
-            epsilon=self.layer_norm_epsilon, dtype=policy, name="norm2"
-        )
+        self.norm2 = keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, dtype=policy, name="norm2")
         self.mlp_in = keras.layers.Dense(self.mlp_dim, activation="gelu", dtype=policy, name="mlp_in")
         self.mlp_out = keras.layers.Dense(dim, dtype=policy, name="mlp_out")
         self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=policy)

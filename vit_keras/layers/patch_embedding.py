@@ -7,7 +7,21 @@ from vit_keras.validation import check_patchable_images, check_positive
 
 
 def token_shape(image_shape, patch_size, embed_dim):
-    """(batch, H, W, C) -> (batch, (H / P) * (W / P), D), unknown sizes kept as None."""
+    """The token shape (batch, (H / P) * (W / P), D) of images of shape (batch, H, W, C).
+
+    Args:
+        image_shape: (batch, H, W, C); unknown sizes are None.
+        patch_size: side P of the patches.
+        embed_dim: token width D.
+
+    Returns:
+        A 3-tuple; the token count is None if H or W is unknown.
+
+    Example:
+
+    >>> token_shape((None, 28, 28, 1), 7, 100)
+    (None, 16, 100)
+    """
     h, w = image_shape[1], image_shape[2]
     n = None if h is None or w is None else (h // patch_size) * (w // patch_size)
     return (image_shape[0], n, embed_dim)
@@ -15,10 +29,35 @@ def token_shape(image_shape, patch_size, embed_dim):
 
 @keras.saving.register_keras_serializable(package="vit_keras")
 class PatchEmbedding(keras.layers.Layer):
-    """Cut (batch, H, W, C) images into patches and project each to a token.
+    """Cut images into square patches and project each to a token.
 
-    Returns (batch, num_patches, embed_dim), patches in row-major order.
-    The projection kernel has Google's layout (P, P, C, D).
+    A Conv2D with kernel size = stride = `patch_size` (its kernel, the sublayer `projection`,
+    has Google's layout (P, P, C, D)), flattened to a sequence of tokens in row-major order.
+
+    Args:
+        patch_size: side P of the square patches.
+        embed_dim: token width D.
+        kernel_initializer: initializer of the projection kernel.
+        **kwargs: standard `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        images: a (batch, H, W, C) channels-last tensor; H and W must be multiples of P.
+
+    Returns:
+        A (batch, (H / P) * (W / P), D) tensor.
+
+    Raises:
+        ValueError: for a non-positive `patch_size` or `embed_dim` (on construction); for
+            images not of rank 4 or not divisible into patches (on call).
+
+    Example:
+
+    >>> import numpy as np
+    >>> layer = PatchEmbedding(patch_size=7, embed_dim=100)
+    >>> tuple(layer(np.zeros((4, 28, 28, 1), "float32")).shape)
+    (4, 16, 100)
+    >>> tuple(layer.projection.kernel.shape)
+    (7, 7, 1, 100)
     """
 
     def __init__(self, patch_size, embed_dim, kernel_initializer="glorot_uniform", **kwargs):

@@ -26,11 +26,29 @@ def _bilinear_matrix(in_size, out_size):
 
 
 def resample_position_table(table, new_grid, old_grid=None, num_prefix_tokens=1):
-    """Resample the grid part of a (1, prefix + H*W, D) position table to `new_grid`.
+    """Resample the grid part of a position table to another patch grid.
 
-    Bilinear, no antialiasing, align_corners=False (the numbers timm produces); the
-    prefix rows (the class token's position) are kept as they are. `old_grid` defaults
-    to the square grid the table holds. Returns a float32 NumPy array.
+    Bilinear, no antialiasing, align_corners=False (the numbers timm produces); the prefix
+    rows (the class token's position) are kept as they are.
+
+    Args:
+        table: a (1, prefix + H * W, D) or (prefix + H * W, D) array.
+        new_grid: the (rows, columns) grid to resample to.
+        old_grid: the (H, W) grid the table holds; the square grid of its token count if None.
+        num_prefix_tokens: leading rows that are not on the grid.
+
+    Returns:
+        A float32 NumPy array of shape (1, prefix + rows * columns, D).
+
+    Raises:
+        ValueError: if the table's shape does not fit `old_grid` (or, without it, is not square).
+
+    Example:
+
+    >>> import numpy as np
+    >>> table = np.zeros((1, 1 + 4 * 4, 8), "float32")
+    >>> resample_position_table(table, (6, 6)).shape
+    (1, 37, 8)
     """
     table = np.asarray(table)
     if table.ndim == 2:
@@ -41,9 +59,7 @@ def resample_position_table(table, new_grid, old_grid=None, num_prefix_tokens=1)
     if old_grid is None:
         side = math.isqrt(grid.shape[0])
         if side * side != grid.shape[0]:
-            raise ValueError(
-                f"old_grid must be given for a table of {grid.shape[0]} grid tokens (not a square)."
-            )
+            raise ValueError(f"old_grid must be given for a table of {grid.shape[0]} grid tokens (not a square).")
         old_grid = (side, side)
     old_grid, new_grid = tuple(old_grid), tuple(new_grid)
     if old_grid[0] * old_grid[1] != grid.shape[0]:
@@ -61,20 +77,42 @@ def resample_position_table(table, new_grid, old_grid=None, num_prefix_tokens=1)
 
 @keras.saving.register_keras_serializable(package="vit_keras")
 class PositionEmbedding(keras.layers.Layer):
-    """Add a learnable (1, prefix + H*W, D) position table to (batch, prefix + H*W, D) tokens.
+    """Add a learnable position table to a token sequence.
+
+    The table is a (1, prefix + H * W, D) weight named `table`; `set_table` loads a table
+    from another grid (e.g. a checkpoint trained at another image size), resampling it.
 
     Args:
-        grid_size: (H, W) patch grid; inferred as square from the token count if omitted.
+        grid_size: (H, W) patch grid; inferred as square from the token count if None.
         num_prefix_tokens: leading tokens (the class token) that are not on the grid.
+        initializer: initializer of the table; normal with stddev 0.02 if None.
+        **kwargs: standard `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        tokens: a (batch, prefix + H * W, D) tensor.
+
+    Returns:
+        `tokens` plus the table, of the same shape.
+
+    Raises:
+        ValueError: if the token count does not fit the grid (on build), or differs from the
+            one the layer was built for (on call).
+
+    Example:
+
+    >>> import numpy as np
+    >>> layer = PositionEmbedding(grid_size=(4, 4))
+    >>> tuple(layer(np.zeros((2, 17, 8), "float32")).shape)
+    (2, 17, 8)
+    >>> layer.resampled((6, 6)).shape
+    (1, 37, 8)
     """
 
     def __init__(self, grid_size=None, num_prefix_tokens=1, initializer=None, **kwargs):
         super().__init__(**kwargs)
         self.grid_size = None if grid_size is None else tuple(int(g) for g in grid_size)
         self.num_prefix_tokens = int(num_prefix_tokens)
-        self.initializer = keras.initializers.get(
-            initializer or keras.initializers.RandomNormal(stddev=0.02)
-        )
+        self.initializer = keras.initializers.get(initializer or keras.initializers.RandomNormal(stddev=0.02))
 
     def build(self, input_shape):
         if len(input_shape) != 3 or input_shape[1] is None:
@@ -86,9 +124,7 @@ class PositionEmbedding(keras.layers.Layer):
         if self.grid_size is None:
             side = math.isqrt(max(num_grid, 0))
             if side * side != num_grid:
-                raise ValueError(
-                    f"grid_size must be given for {num_grid} grid tokens (not a square number)."
-                )
+                raise ValueError(f"grid_size must be given for {num_grid} grid tokens (not a square number).")
             self.grid_size = (side, side)
         if self.grid_size[0] * self.grid_size[1] != num_grid:
             raise ValueError(
@@ -110,18 +146,31 @@ class PositionEmbedding(keras.layers.Layer):
         return tokens + ops.cast(self.table, tokens.dtype)
 
     def resampled(self, grid_size):
-        """The table resampled to `grid_size` (a NumPy array); the layer is unchanged."""
+        """The table resampled to another grid; the layer is unchanged.
+
+        Args:
+            grid_size: the (rows, columns) grid to resample to.
+
+        Returns:
+            A float32 NumPy array of shape (1, prefix + rows * columns, D).
+        """
         return resample_position_table(
             keras.ops.convert_to_numpy(self.table), grid_size, self.grid_size, self.num_prefix_tokens
         )
 
     def set_table(self, table, grid_size=None):
-        """Assign `table` (from a grid of `grid_size`, square if omitted), resampling it to this grid."""
+        """Assign a position table from another grid, resampled to this layer's grid.
+
+        Args:
+            table: a (1, prefix + h * w, D) or (prefix + h * w, D) array.
+            grid_size: the (h, w) grid of `table`; the square grid of its token count if None.
+
+        Raises:
+            ValueError: if `table` does not fit `grid_size` or has another width D.
+        """
         table = resample_position_table(table, self.grid_size, grid_size, self.num_prefix_tokens)
         if table.shape != tuple(self.table.shape):
-            raise ValueError(
-                f"table must have shape {tuple(self.table.shape)} after resampling; found {table.shape}."
-            )
+            raise ValueError(f"table must have shape {tuple(self.table.shape)} after resampling; found {table.shape}.")
         self.table.assign(table)
 
     def compute_output_shape(self, input_shape):

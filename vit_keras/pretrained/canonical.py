@@ -14,6 +14,9 @@ import logging
 
 import numpy as np
 
+from vit_keras.pretrained.files import CheckpointError
+from vit_keras.pretrained.resample import resample_table
+
 log = logging.getLogger("vit_keras")
 
 
@@ -52,11 +55,14 @@ def model_variables(model):
     return variables
 
 
+_OPTIONAL = ("head/", "pre_logits/")
+
+
 def _consistent_top(variables, weights, source):
     """Drop the checkpoint's head when exactly one of model and checkpoint has a pre-logits layer.
 
     The head's inputs then mean different things, so a head of matching shape would still
-    give wrong logits. A pre-logits layer the model lacks is logged and not used.
+    give wrong logits. A pre-logits layer or head the model lacks is logged and not used.
     """
     model_has = "pre_logits/kernel" in variables
     checkpoint_has = "pre_logits/kernel" in weights
@@ -67,66 +73,143 @@ def _consistent_top(variables, weights, source):
             source,
             np.shape(weights["pre_logits/kernel"])[-1],
         )
-    if model_has != checkpoint_has and "head/kernel" in weights:
-        weights = {k: v for k, v in weights.items() if not k.startswith("head/")}
-    return weights
+    drop = set()
+    if model_has != checkpoint_has:
+        drop.add("head/")
+    if "head/kernel" not in variables and "head/kernel" in weights:
+        log.warning("%s: has a classification head the model (include_top=False) lacks; it is not used.", source)
+    drop.update(group for group in _OPTIONAL if f"{group}kernel" not in variables)
+    return {k: v for k, v in weights.items() if not k.startswith(tuple(drop))}
 
 
-def assign_weights(model, weights, source="checkpoint"):
+def _name_list(names, limit=3):
+    names = sorted(names)
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return f"{names[:limit]}{more}"
+
+
+def _depth(names):
+    blocks = {n.split("/")[0] for n in names if n.startswith("encoder_block_")}
+    return len(blocks)
+
+
+def check_names(variables, weights, source):
+    """Raise a CheckpointError unless `weights` and the model's `variables` have the same names.
+
+    The head and pre-logits may be absent on either side (they are then left as initialised);
+    every other weight must be in both.
+    """
+    missing = [n for n in variables if n not in weights and not n.startswith(_OPTIONAL)]
+    unexpected = [n for n in weights if n not in variables]
+    depths = f" (the checkpoint has {_depth(weights)} encoder blocks, the model {_depth(variables)})"
+    depths = depths if _depth(weights) != _depth(variables) else ""
+    if missing:
+        raise CheckpointError(
+            f"{source} is missing {len(missing)} weights the model needs, e.g. {_name_list(missing)}{depths}; "
+            "build the model with the checkpoint's architecture."
+        )
+    if unexpected:
+        raise CheckpointError(
+            f"{source} has {len(unexpected)} weights the model has no place for, e.g. "
+            f"{_name_list(unexpected)}{depths}; build the model with the checkpoint's architecture."
+        )
+
+
+def adapt_input_channels(kernel, channels, source="checkpoint"):
+    """A (P, P, C, D) patch kernel for `channels` input channels, as timm's `adapt_input_conv`.
+
+    One channel: the sum over the checkpoint's channels (a grey image through an RGB filter).
+    More channels than the checkpoint's: its channels repeated and scaled by C / channels.
+    """
+    kernel = np.asarray(kernel)
+    found = kernel.shape[2]
+    if channels == 1:
+        adapted = kernel.sum(axis=2, keepdims=True)
+    else:
+        repeats = -(-channels // found)
+        adapted = np.tile(kernel, (1, 1, repeats, 1))[:, :, :channels] * (found / channels)
+    log.warning(
+        "%s: patch kernel adapted from %d to %d input channels (%s).",
+        source,
+        found,
+        channels,
+        "summed over channels" if channels == 1 else "channels repeated and rescaled",
+    )
+    return adapted.astype(kernel.dtype)
+
+
+def _fit(name, array, variable, context):
+    """`array` made to `variable`'s shape where a rule allows (position table, input channels)."""
+    expected = tuple(variable.shape)
+    if array.shape == expected:
+        return array
+    if name == "position_embedding":
+        try:
+            return resample_table(
+                array, context["grid"], context["interpolation"], context["antialias"], context["prefix"]
+            )
+        except ValueError as error:
+            raise CheckpointError(
+                f"{context['source']}: weight 'position_embedding' has shape {array.shape}, which cannot be "
+                f"resampled to the model's {expected} ({error})."
+            ) from None
+    if (
+        name == "patch_embedding/kernel"
+        and array.ndim == 4
+        and array.shape[:2] + array.shape[3:] == (expected[:2] + expected[3:])
+    ):
+        return adapt_input_channels(array, expected[2], context["source"])
+    return array
+
+
+def assign_weights(model, weights, source="checkpoint", interpolation="bilinear", antialias=False):
     """Put canonical `weights` into `model`, all or nothing.
 
-    The position table is resampled to the model's grid; a head (or pre-logits) whose shape
-    differs, or that the checkpoint lacks, is left as initialised and logged. Any other
-    missing name or shape mismatch raises a ValueError before a single variable changes.
-    Returns the list of canonical names that were loaded.
-    """
-    from vit_keras.layers.position_embedding import resample_position_table
+    Args:
+        model: a `vit_keras.ViT` with the patch stem.
+        weights: {canonical name: array}.
+        source: how the weights are named in messages (a file name).
+        interpolation: "bilinear" or "bicubic": how the position table is resampled to the
+            model's grid (torch's `F.interpolate`, align_corners=False, class row kept).
+        antialias: resample with antialiasing, as timm does for its own state dicts.
 
+    A head (or pre-logits) whose shape differs, or that the checkpoint or model lacks, is left
+    as initialised and logged; a 3-channel patch kernel is summed into a 1-channel model's
+    (logged). Any other missing name, name the model has no place for, or shape mismatch
+    raises a ValueError (`CheckpointError`) before a single variable changes.
+
+    Returns:
+        The list of canonical names that were loaded.
+    """
     variables = model_variables(model)
     weights = _consistent_top(variables, weights, source)
-    plan, skipped = [], []
-    missing = [name for name in variables if name not in weights]
-    required_missing = [n for n in missing if not n.startswith(("head/", "pre_logits/"))]
-    if required_missing:
-        raise ValueError(
-            f"{source} is missing {len(required_missing)} weights the model needs, e.g. "
-            f"{required_missing[:5]}."
-        )
+    check_names(variables, weights, source)
     table_layer = model.get_layer("position_embedding")
+    context = dict(
+        source=source,
+        grid=table_layer.grid_size,
+        prefix=table_layer.num_prefix_tokens,
+        interpolation=interpolation,
+        antialias=antialias,
+    )
+    plan, skipped = [], [name for name in variables if name not in weights]
     for name, variable in variables.items():
-        if name in missing:
-            skipped.append(name)
+        if name in skipped:
             continue
-        array = np.asarray(weights[name])
+        array = _fit(name, np.asarray(weights[name]), variable, context)
         expected = tuple(variable.shape)
-        if name == "position_embedding" and array.shape != expected:
-            try:
-                array = resample_position_table(
-                    array, table_layer.grid_size, num_prefix_tokens=table_layer.num_prefix_tokens
-                )
-            except ValueError as error:
-                raise ValueError(
-                    f"{source}: weight 'position_embedding' has shape {array.shape}, which cannot be "
-                    f"resampled to the model's {expected} ({error})"
-                ) from error
         if array.shape != expected:
-            if name.startswith(("head/", "pre_logits/")):
+            if name.startswith(_OPTIONAL):
                 skipped.append(name)
                 continue
-            raise ValueError(
-                f"{source}: weight {name!r} has shape {array.shape}; the model expects {expected}."
-            )
+            raise CheckpointError(f"{source}: weight {name!r} has shape {array.shape}; the model expects {expected}.")
         plan.append((name, variable, array))
-    for group in ("head/", "pre_logits/"):  # a layer loads whole or not at all
+    for group in _OPTIONAL:  # a layer loads whole or not at all
         if any(name.startswith(group) for name in skipped):
             skipped += [name for name, _, _ in plan if name.startswith(group)]
             plan = [entry for entry in plan if not entry[0].startswith(group)]
     if skipped:
-        log.warning(
-            "%s: left freshly initialised (absent or shaped for another head): %s",
-            source,
-            ", ".join(skipped),
-        )
+        log.warning("%s: left freshly initialised (absent or shaped for another head): %s", source, ", ".join(skipped))
     for _, variable, array in plan:
         variable.assign(array.astype(variable.dtype))
     return [name for name, _, _ in plan]

@@ -7,6 +7,8 @@ read in full here, so a truncated or corrupt file fails before anything is loade
 import hashlib
 import json
 import pathlib
+import pickle
+import re
 import struct
 import zipfile
 
@@ -60,19 +62,77 @@ def checkpoint_file(path):
     return path
 
 
+_SIGNATURES = (  # leading bytes of files that are often mistaken for, or saved as, checkpoints
+    (b"\x89HDF", "an HDF5 file (a Keras .h5 / .weights.h5 file? load it with keras instead)"),
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"\x1f\x8b", "a gzip archive (unpack it first)"),
+    (b"version https://git-lfs", "a Git LFS pointer, not the weights (run `git lfs pull`)"),
+    (b"<!doctype html", "an HTML page (a failed download? fetch the file again)"),
+    (b"<html", "an HTML page (a failed download? fetch the file again)"),
+    (b"{", "a JSON text file"),
+)
+REMEDY = "delete it and download or save it again"
+
+
+def one_line(text, limit=200):
+    """`text` on one line, at most `limit` characters (library errors can span many lines)."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _foreign_kind(path, head):
+    """What a file that is no checkpoint container is, in words, or None."""
+    lowered = head.lstrip().lower()
+    for signature, kind in _SIGNATURES:
+        if head.startswith(signature) or lowered.startswith(signature.lower()):
+            return kind
+    return None
+
+
+def _zip_container(path):
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+    if any(n.endswith("data.pkl") for n in names):
+        return "torch"
+    if "config.json" in names and any(n.endswith(".weights.h5") for n in names):
+        raise CheckpointError(
+            f"{path} is a Keras model archive (.keras), not a checkpoint: load it with "
+            "keras.saving.load_model (or vit_keras.runs.load_run_model)."
+        )
+    if names and not all(n.endswith(".npy") for n in names):
+        raise CheckpointError(
+            f"{path} is a zip archive of {len(names)} files (e.g. {names[:3]}), not a .npz of arrays."
+        )
+    return "npz"
+
+
 def _container(path):
-    """'npz', 'torch' or 'safetensors' from the file's leading bytes; None if unrecognised."""
+    """'npz', 'torch' or 'safetensors' from the file's leading bytes; raises CheckpointError otherwise."""
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes): {REMEDY}.")
     with open(path, "rb") as f:
-        head = f.read(9)
+        head = f.read(64)
     if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-        return "torch" if any(n.endswith("data.pkl") for n in names) else "npz"
+        return _zip_container(path)
     if head[:1] == b"\x80":  # a pickle: torch's legacy (pre-1.6) format
         return "torch"
-    if len(head) == 9 and head[8:9] == b"{":  # little-endian header length, then JSON
+    if len(head) >= 9 and head[8:9] == b"{":  # little-endian header length, then JSON
         return "safetensors"
-    return None
+    kind = _foreign_kind(path, head)
+    if kind is not None:
+        raise CheckpointError(f"{path} is {kind}, not a ViT checkpoint (.npz, .safetensors or .pth/.bin).")
+    if head[:2] == b"PK" or path.suffix in (".npz", ".pth", ".pt", ".bin"):
+        raise CheckpointError(
+            f"{path} is truncated or corrupt ({size} bytes; neither a complete zip archive, a pickle "
+            f"nor a .safetensors file): {REMEDY}."
+        )
+    raise CheckpointError(
+        f"{path} is not a readable checkpoint ({size} bytes): expected a .npz, .safetensors or "
+        f".pth/.bin file; it is truncated, corrupt or of another format: {REMEDY}."
+    )
 
 
 def _read_npz(path):
@@ -80,11 +140,31 @@ def _read_npz(path):
         return {key: np.asarray(archive[key]) for key in archive.files}
 
 
-def _safetensors_dtypes(path):
+def safetensors_header(path):
+    """The JSON header of a `.safetensors` file (a dict), checked against the file's size."""
+    size = pathlib.Path(path).stat().st_size
     with open(path, "rb") as f:
         (length,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(length))
-    return {entry["dtype"] for key, entry in header.items() if key != "__metadata__"}
+        if length > size - 8:
+            raise CheckpointError(
+                f"{path} is truncated or corrupt: its header claims {length} bytes, the file has {size}: {REMEDY}."
+            )
+        try:
+            header = json.loads(f.read(length))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise CheckpointError(f"{path} is corrupt: its header is not JSON ({one_line(error)}): {REMEDY}.") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path} is corrupt: its header is not a JSON object: {REMEDY}.")
+    return header
+
+
+def checkpoint_metadata(path):
+    """The `__metadata__` strings of a `.safetensors` checkpoint ({} for other files)."""
+    path = checkpoint_file(path)
+    if _container(path) != "safetensors":
+        return {}
+    metadata = safetensors_header(path).get("__metadata__") or {}
+    return metadata if isinstance(metadata, dict) else {}
 
 
 def _read_safetensors(path):
@@ -94,7 +174,9 @@ def _read_safetensors(path):
         raise ImportError(
             "reading .safetensors checkpoints needs the `safetensors` package: pip install safetensors"
         ) from error
-    if "BF16" in _safetensors_dtypes(path):  # NumPy has no bfloat16: go through torch
+    header = safetensors_header(path)
+    dtypes = {entry.get("dtype") for key, entry in header.items() if key != "__metadata__" and isinstance(entry, dict)}
+    if "BF16" in dtypes:  # NumPy has no bfloat16: go through torch
         import safetensors.torch
 
         return {k: _torch_to_numpy(v) for k, v in safetensors.torch.load_file(str(path)).items()}
@@ -108,15 +190,39 @@ def _torch_to_numpy(tensor):
     return tensor.float().numpy()
 
 
+def _check_zip_crcs(path):
+    """Read every member of a zip-based torch file so that a damaged one fails its CRC-32.
+
+    torch.load does not check them; members saved without a CRC (stored as 0) are skipped.
+    """
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if info.CRC or not info.file_size:
+                with archive.open(info) as member:
+                    while member.read(1 << 24):
+                        pass
+
+
 def _read_torch(path):
     try:
         import torch
     except ImportError as error:
         raise ImportError(
-            f"reading {path.name} (a PyTorch checkpoint) needs torch: pip install torch "
-            "(or convert it to .safetensors)"
+            f"reading {path.name} (a PyTorch checkpoint) needs torch: pip install torch (or convert it to .safetensors)"
         ) from error
-    state = torch.load(str(path), map_location="cpu", weights_only=True)
+    if zipfile.is_zipfile(path):
+        _check_zip_crcs(path)
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "weights_only" not in str(error) and "Weights only" not in str(error):
+            raise
+        found = re.search(r"GLOBAL [\w.]+", str(error))
+        raise CheckpointError(
+            f"{path} holds Python objects that torch.load(weights_only=True) refuses to run"
+            f"{f' ({found.group(0)})' if found else ''}; it is corrupt or not a plain state dict: "
+            "re-save only the model's state_dict(), or convert it to .safetensors."
+        ) from None
     for wrapper in _STATE_DICT_WRAPPERS:
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
@@ -126,34 +232,37 @@ def _read_torch(path):
     return {k: _torch_to_numpy(v) for k, v in state.items() if isinstance(v, torch.Tensor)}
 
 
+_KIND_NAMES = {"npz": "an .npz", "safetensors": "a .safetensors", "torch": "a PyTorch", "checkpoint": "a"}
 _READERS = {"npz": _read_npz, "safetensors": _read_safetensors, "torch": _read_torch}
+
+
+def _check_finite(path, arrays):
+    for key, array in arrays.items():
+        if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+            raise CheckpointError(f"{path} holds NaN or infinite values in {key!r}: it is corrupt: {REMEDY}.")
 
 
 def read_checkpoint(path):
     """{key: array} of every tensor in the checkpoint at `path` (a file or a model directory).
 
-    Raises FileNotFoundError for a missing path and CheckpointError for a file that is
-    truncated, corrupt, or not a `.npz`, `.safetensors` or `.pth`/`.bin` checkpoint.
+    Raises FileNotFoundError for a missing path and CheckpointError (a ValueError) with a
+    one-line message naming the file for one that is empty, truncated, corrupt (a failed CRC,
+    a damaged header, NaN/inf values), of another kind (an image, an HTML page, a Keras
+    archive, a Git LFS pointer) or not a `.npz`, `.safetensors` or `.pth`/`.bin` checkpoint.
     """
     path = checkpoint_file(path)
+    kind = "checkpoint"
     try:
         kind = _container(path)
-    except (OSError, zipfile.BadZipFile):
-        kind = None
-    if kind is None:
-        raise CheckpointError(
-            f"{path} is not a readable checkpoint: expected a .npz, .safetensors or .pth/.bin "
-            "file; it is truncated, corrupt or of another format."
-        )
-    try:
         arrays = _READERS[kind](path)
     except (ImportError, CheckpointError):
         raise
     except Exception as error:  # every reader has its own error types for a damaged file
         raise CheckpointError(
-            f"{path} could not be read as a {kind} checkpoint (truncated or corrupt?): "
-            f"{type(error).__name__}: {error}"
-        ) from error
+            f"{path} could not be read as {_KIND_NAMES[kind]} checkpoint (truncated or corrupt): "
+            f"{type(error).__name__}: {one_line(error, 120)}; {REMEDY}."
+        ) from None
     if not arrays:
-        raise CheckpointError(f"{path} holds no tensors.")
+        raise CheckpointError(f"{path} holds no tensors: {REMEDY}.")
+    _check_finite(path, arrays)
     return arrays

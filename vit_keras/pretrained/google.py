@@ -46,7 +46,7 @@ def google_to_canonical(arrays):
     optimizer state, the parameters under `opt/target/` are taken and the rest ignored.
     """
     if any(k.startswith(_OPTIMIZER_PREFIX) for k in arrays):
-        arrays = {k[len(_OPTIMIZER_PREFIX):]: v for k, v in arrays.items() if k.startswith(_OPTIMIZER_PREFIX)}
+        arrays = {k[len(_OPTIMIZER_PREFIX) :]: v for k, v in arrays.items() if k.startswith(_OPTIMIZER_PREFIX)}
     canonical, unused = {}, []
     for key, array in arrays.items():
         block, _, rest = key.removeprefix("Transformer/encoderblock_").partition("/")

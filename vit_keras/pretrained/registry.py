@@ -7,9 +7,20 @@ closest to the model's image size is taken (the position table is resampled to f
 
 import collections
 
+from vit_keras.architectures import ARCHITECTURES, PAPER_ARCHITECTURES
+
 GOOGLE_BUCKET = "https://storage.googleapis.com/vit_models/"
 
-Checkpoint = collections.namedtuple("Checkpoint", "url resolution num_classes representation_size")
+# preprocessing: the input normalisation the checkpoint was trained with (a `ViT(preprocessing=)`
+# name); every Google release takes [-1, 1] inputs ("symmetric"; timm's cfgs give them
+# IMAGENET_INCEPTION_MEAN/STD = 0.5/0.5). labels: the label set of its head
+# ("imagenet1k": `vit_keras.pretrained.imagenet_classes()`; "imagenet21k": names not shipped).
+Checkpoint = collections.namedtuple(
+    "Checkpoint",
+    "url resolution num_classes representation_size preprocessing labels",
+    defaults=("symmetric", None),
+)
+LABEL_SETS = {1000: "imagenet1k", 21843: "imagenet21k"}
 
 # The old vit-keras library's names for the same releases.
 ALIASES = {"imagenet21k": "in21k", "imagenet21k+imagenet2012": "in21k_ft_in1k"}
@@ -34,33 +45,36 @@ _ORIGINAL = {
     "vit_l32": ("ViT-L_32", {384: "ViT-L_32"}),
     "vit_h14": ("ViT-H_14", {}),
 }
-_WIDTH = {"vit_ti16": 192, "vit_s16": 384, "vit_b16": 768, "vit_b32": 768, "vit_l16": 1024,
-          "vit_l32": 1024, "vit_h14": 1280}
+
+
+def _checkpoint(url, resolution, num_classes, representation_size=None):
+    return Checkpoint(url, resolution, num_classes, representation_size, "symmetric", LABEL_SETS[num_classes])
 
 
 def _published():
     table = collections.defaultdict(dict)
     for preset, (stem, lr) in _AUGREG.items():
-        table[preset]["augreg_in21k"] = [Checkpoint(f"{GOOGLE_BUCKET}augreg/{stem}.npz", 224, 21843, None)]
+        table[preset]["augreg_in21k"] = [_checkpoint(f"{GOOGLE_BUCKET}augreg/{stem}.npz", 224, 21843)]
         table[preset]["augreg_in21k_ft_in1k"] = [
-            Checkpoint(
+            _checkpoint(
                 f"{GOOGLE_BUCKET}augreg/{_AUGREG_STEM_AT.get((preset, res), stem)}"
                 f"--imagenet2012-steps_20k-lr_{lr}-res_{res}.npz",
-                res, 1000, None,
+                res,
+                1000,
             )
             for res in (224, 384)
         ]
     for preset, (name, finetuned) in _ORIGINAL.items():
-        width = _WIDTH[preset]
-        table[preset]["in21k"] = [Checkpoint(f"{GOOGLE_BUCKET}imagenet21k/{name}.npz", 224, 21843, width)]
+        width = ARCHITECTURES[preset]["embed_dim"]  # these releases keep a pre-logits layer
+        table[preset]["in21k"] = [_checkpoint(f"{GOOGLE_BUCKET}imagenet21k/{name}.npz", 224, 21843, width)]
         if finetuned:
             table[preset]["in21k_ft_in1k"] = [
-                Checkpoint(f"{GOOGLE_BUCKET}imagenet21k+imagenet2012/{file}.npz", res, 1000, None)
+                _checkpoint(f"{GOOGLE_BUCKET}imagenet21k+imagenet2012/{file}.npz", res, 1000)
                 for res, file in finetuned.items()
             ]
     for preset in ("vit_b16", "vit_b32"):  # sharpness-aware minimisation, ImageNet-1k only
         file = _ORIGINAL[preset][0]
-        table[preset]["sam_in1k"] = [Checkpoint(f"{GOOGLE_BUCKET}sam/{file}.npz", 224, 1000, None)]
+        table[preset]["sam_in1k"] = [_checkpoint(f"{GOOGLE_BUCKET}sam/{file}.npz", 224, 1000)]
     return {preset: dict(names) for preset, names in table.items()}
 
 
@@ -88,3 +102,15 @@ def resolve_published(preset, name, image_size=224):
         )
     side = max(image_size) if isinstance(image_size, (tuple, list)) else int(image_size)
     return min(PUBLISHED[preset][name], key=lambda c: (abs(c.resolution - side), c.resolution))
+
+
+_ARCH_FIELDS = ("patch_size", "embed_dim", "depth", "num_heads", "mlp_dim")
+
+
+def architecture_of(model):
+    """The name of the paper architecture that `model` has (see `vit_keras.architectures`), or None."""
+    found = tuple(getattr(model, field, None) for field in _ARCH_FIELDS)
+    for name in PAPER_ARCHITECTURES:
+        if tuple(ARCHITECTURES[name][field] for field in _ARCH_FIELDS) == found:
+            return name
+    return None

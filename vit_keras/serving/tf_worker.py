@@ -1,39 +1,78 @@
 """Write a `.keras` model as a serving SavedModel (or ONNX file) in a TensorFlow-backend process.
 
     KERAS_BACKEND=tensorflow python -m vit_keras.serving.tf_worker MODEL.keras OUTPUT \
-        [--class-names-json '["a", "b"]'] [--top-k 5] [--format saved_model|onnx] [--opset 17]
+        [--options-json '{"class_names": ["a", "b"], "top_k": 5, "format": "saved_model"}'] \
+        [--parent-pid PID]
 
-`vit_keras.export_saved_model` and `vit_keras.export_onnx` run this when the model lives under JAX or PyTorch: the
-`.keras` file holds the architecture and weights independently of the backend, so the model
-rebuilt here computes the same function, and the exported graph is the same whatever backend
-trained it.
+`vit_keras.export_saved_model` and `vit_keras.export_onnx` run this when the model lives under JAX
+or PyTorch: the `.keras` file holds the architecture and weights independently of the backend, so
+the model rebuilt here computes the same function, and the exported graph is the same whatever
+backend trained it. The options are `vit_keras.export.write_in_tensorflow`'s keyword arguments.
+
+With `--parent-pid`, the worker dies with that process: on Linux the kernel sends it SIGKILL when
+its parent exits (`prctl(PR_SET_PDEATHSIG)`), elsewhere a thread polls the parent's id; and if the
+parent is already gone when the worker starts, it exits at once.
 """
 
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
+import time
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _kill_on_parent_death():
+    """Ask Linux to SIGKILL this process when its parent exits; False where that is not available."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch_parent(parent_pid, interval=1.0):
+    while True:
+        if os.getppid() != parent_pid:
+            os._exit(1)
+        time.sleep(interval)
+
+
+def die_with_parent(parent_pid):
+    """End this process when `parent_pid` (its parent) exits, from now on or already."""
+    watched = _kill_on_parent_death()
+    if os.getppid() != parent_pid:  # the parent died before the request took effect
+        os._exit(1)
+    if not watched:
+        threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help="a .keras file")
-    parser.add_argument("output", help="the SavedModel folder to create")
-    parser.add_argument("--class-names-json", default="null")
-    parser.add_argument("--top-k", type=int, default=5)
-    parser.add_argument("--format", choices=("saved_model", "onnx"), default="saved_model")
-    parser.add_argument("--opset", type=int, default=17)
+    parser.add_argument("output", help="the SavedModel folder (or ONNX file) to create")
+    parser.add_argument("--options-json", default="{}", help="write_in_tensorflow's keyword arguments")
+    parser.add_argument("--parent-pid", type=int, help="exit when this process (the parent) exits")
     args = parser.parse_args(argv)
+    if args.parent_pid is not None:
+        die_with_parent(args.parent_pid)
 
     os.environ["KERAS_BACKEND"] = "tensorflow"
     import keras
 
     if keras.backend.backend() != "tensorflow":  # keras was imported before the variable was set
         sys.exit(f"tf_worker needs the TensorFlow backend; found {keras.backend.backend()!r}.")
-    from vit_keras.export import load_keras_model, write_in_tensorflow
+    from vit_keras.export import write_in_tensorflow
+    from vit_keras.runs import load_keras_file
 
-    write_in_tensorflow(load_keras_model(args.model), args.output, json.loads(args.class_names_json),
-                        args.top_k, args.format, args.opset)
+    write_in_tensorflow(load_keras_file(args.model), args.output, **json.loads(args.options_json))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,335 @@
+"""Every damaged, foreign or mismatched checkpoint fails with one line naming the file, and the
+model it was loaded into keeps every weight bit for bit.
+
+Cases per file format (Google `.npz`, timm `.safetensors`, torch zip `.pth`, torch legacy pickle
+`.bin`, Hugging Face folder): truncated at six offsets, zero length, flipped bytes, another kind
+of file under the checkpoint's name; weights missing from or unexpected by the model in both
+directions; the head count where the weights do not show it.
+"""
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import safetensors.numpy
+from conftest import FIXTURES, to_numpy
+
+import vit_keras
+from vit_keras.pretrained import CheckpointError, load_pretrained
+
+PARITY = FIXTURES / "vit_parity"
+CONFIG = json.loads((PARITY / "config.json").read_text())
+GOOGLE = PARITY / "vit_google.npz"
+TIMM = PARITY / "vit_timm.safetensors"
+
+pytestmark = pytest.mark.single_backend  # file handling; the loads that succeed run on every backend elsewhere
+
+
+def build(**overrides):
+    kwargs = dict(
+        image_size=CONFIG["img"],
+        patch_size=CONFIG["patch"],
+        in_channels=CONFIG["ch"],
+        embed_dim=CONFIG["dim"],
+        depth=CONFIG["depth"],
+        num_heads=CONFIG["heads"],
+        mlp_dim=CONFIG["mlp"],
+        num_classes=CONFIG["classes"],
+    )
+    return vit_keras.ViT(**{**kwargs, **overrides})
+
+
+@pytest.fixture(scope="module")
+def victim():
+    """One model that every failing load is tried on, with its weights as they must stay."""
+    model = build()
+    return model, [to_numpy(v).copy() for v in model.weights]
+
+
+def assert_fails(victim, source, match, error=CheckpointError, **kwargs):
+    """The load raises `error` with a one-line message naming the file; the model is unchanged."""
+    model, before = victim
+    with pytest.raises(error, match=match) as caught:
+        load_pretrained(model, source, **kwargs)
+    message = str(caught.value)
+    assert "\n" not in message, message
+    assert getattr(source, "name", str(source).rsplit("/", 1)[-1]) in message, message
+    for old, new in zip(before, model.weights):
+        np.testing.assert_array_equal(old, to_numpy(new))
+
+
+def timm_state():
+    return dict(safetensors.numpy.load_file(str(TIMM)))
+
+
+@pytest.fixture(scope="module")
+def formats(tmp_path_factory):
+    """{suffix: an intact checkpoint file of that format}, all holding the fixture's weights."""
+    torch = pytest.importorskip("torch")
+    folder = tmp_path_factory.mktemp("formats")
+    tensors = {k: torch.from_numpy(v) for k, v in timm_state().items()}
+    torch.save(tensors, str(folder / "timm.pth"))
+    torch.save(tensors, str(folder / "timm.bin"), _use_new_zipfile_serialization=False)
+    return {".npz": GOOGLE, ".safetensors": TIMM, ".pth": folder / "timm.pth", ".bin": folder / "timm.bin"}
+
+
+# --- damaged files: 4 formats x (6 truncations + zero length + flipped bytes) --------------------
+
+TRUNCATIONS = [1, 8, 9, 200, 0.5, -1]  # bytes kept (negative: all but that many), or a fraction
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".safetensors", ".pth", ".bin"])
+@pytest.mark.parametrize("keep", TRUNCATIONS)
+def test_truncated_file(victim, formats, tmp_path, suffix, keep):
+    data = formats[suffix].read_bytes()
+    cut = int(len(data) * keep) if isinstance(keep, float) else keep % len(data)
+    path = tmp_path / f"truncated{suffix}"
+    path.write_bytes(data[:cut])
+    assert_fails(victim, path, "truncated|corrupt|not a readable")
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".safetensors", ".pth", ".bin"])
+def test_zero_length_file(victim, tmp_path, suffix):
+    path = tmp_path / f"empty{suffix}"
+    path.write_bytes(b"")
+    assert_fails(victim, path, r"is empty \(0 bytes\): delete it and download or save it again")
+
+
+# Where a byte flip is caught: the CRC-32 of every .npz / .pth member, a .safetensors header. Flips
+# inside a .safetensors or legacy .bin tensor payload change numbers no format checks; sha256= does.
+FLIPS = [
+    (".npz", 0.5, "Bad CRC-32"),
+    (".npz", 0.9, "Bad CRC-32"),
+    (".pth", 0.5, "Bad CRC-32"),
+    (".pth", 0.9, "Bad CRC-32"),
+    (".safetensors", 20, "header is not JSON|truncated or corrupt"),
+    (".safetensors", 2, "header claims"),
+    (".bin", 0, "truncated or corrupt"),
+]
+
+
+@pytest.mark.parametrize("suffix, where, match", FLIPS)
+def test_flipped_bytes(victim, formats, tmp_path, suffix, where, match):
+    data = bytearray(formats[suffix].read_bytes())
+    at = int(len(data) * where) if isinstance(where, float) else where
+    data[at : at + 4] = bytes(b ^ 0xFF for b in data[at : at + 4])
+    path = tmp_path / f"flipped{suffix}"
+    path.write_bytes(bytes(data))
+    assert_fails(victim, path, match)
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".bin"])
+def test_flipped_payload_is_caught_by_sha256(victim, formats, tmp_path, suffix):
+    data = bytearray(formats[suffix].read_bytes())
+    intact = __import__("hashlib").sha256(bytes(data)).hexdigest()
+    data[len(data) // 2] ^= 0x01
+    path = tmp_path / f"flipped{suffix}"
+    path.write_bytes(bytes(data))
+    assert_fails(victim, path, f"expected {intact}", sha256=intact)
+
+
+def test_nan_weights_are_refused(victim, tmp_path):
+    arrays = dict(np.load(GOOGLE))
+    arrays["Transformer/encoder_norm/scale"][3] = np.nan
+    np.savez(tmp_path / "nan.npz", **arrays)
+    assert_fails(victim, tmp_path / "nan.npz", "NaN or infinite values in 'Transformer/encoder_norm/scale'")
+
+
+# --- another kind of file under a checkpoint's name ------------------------------------------------
+
+FOREIGN = [
+    ("image.npz", b"\x89PNG\r\n\x1a\n" + bytes(64), "a PNG image"),
+    ("page.safetensors", b"<!DOCTYPE html><html><body>Not found</body></html>", "an HTML page"),
+    ("weights.pth", b"\x89HDF\r\n\x1a\n" + bytes(64), "an HDF5 file"),
+    ("pytorch_model.bin", b"version https://git-lfs.github.com/spec/v1\noid sha256:00\nsize 1\n", "Git LFS pointer"),
+    ("photo.npz", b"\xff\xd8\xff\xe0" + bytes(64), "a JPEG image"),
+    ("model.safetensors", b'{"not": "a checkpoint"}', "a JSON text file"),
+    ("notes.pth", b"just some text, long enough to read a header from", "truncated or corrupt"),
+    ("notes.txt", b"just some text, long enough to read a header from", "not a readable checkpoint"),
+]
+
+
+@pytest.mark.parametrize("name, content, match", FOREIGN)
+def test_other_kind_of_file(victim, tmp_path, name, content, match):
+    (tmp_path / name).write_bytes(content)
+    assert_fails(victim, tmp_path / name, match)
+
+
+def test_keras_archive_and_other_zips(victim, tmp_path):
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "model.npz", "w") as archive:  # a .keras file renamed
+        archive.writestr("config.json", "{}")
+        archive.writestr("model.weights.h5", b"\x89HDF")
+    assert_fails(victim, tmp_path / "model.npz", "Keras model archive")
+    with zipfile.ZipFile(tmp_path / "docs.npz", "w") as archive:
+        archive.writestr("readme.txt", "hello")
+    assert_fails(victim, tmp_path / "docs.npz", "zip archive of 1 files")
+
+
+def test_pickle_with_code_is_refused_by_weights_only(victim, tmp_path):
+    torch = pytest.importorskip("torch")
+    torch.save({"model": {"x": torch.zeros(2)}, "hook": logging.Logger}, str(tmp_path / "code.pth"))
+    assert_fails(
+        victim, tmp_path / "code.pth", r"weights_only=True\) refuses to run \(GLOBAL logging.Logger\).*state_dict\(\)"
+    )
+
+
+# --- Hugging Face folders -----------------------------------------------------------------------
+
+
+def hf_folder(path, config):
+    """A save_pretrained()-style folder with the fixture's weights and `config` (text or dict)."""
+    from test_pretrained import timm_to_huggingface
+
+    path.mkdir()
+    safetensors.numpy.save_file(timm_to_huggingface(timm_state()), str(path / "model.safetensors"))
+    (path / "config.json").write_text(config if isinstance(config, str) else json.dumps(config))
+    return path
+
+
+HF_CONFIG = {"model_type": "vit", "num_attention_heads": CONFIG["heads"], "hidden_size": CONFIG["dim"]}
+
+
+@pytest.mark.parametrize(
+    "config, match",
+    [
+        ('{"model_type": "vit", "num_attention', "config.json is not valid JSON"),
+        ("[1, 2]", "config.json is not a JSON object"),
+        ({"model_type": "vit", "hidden_size": 48}, "neither 'num_attention_heads'"),
+        (
+            {**HF_CONFIG, "num_attention_heads": 4},
+            r"config.json gives 4 attention heads; the model has 3: .*num_heads=4",
+        ),
+    ],
+)
+def test_bad_huggingface_config(victim, tmp_path, config, match):
+    folder = hf_folder(tmp_path / "hf", config)
+    assert_fails(victim, folder, match)
+
+
+def test_huggingface_folder_without_weights(victim, tmp_path):
+    (tmp_path / "hf").mkdir()
+    (tmp_path / "hf" / "config.json").write_text(json.dumps(HF_CONFIG))
+    assert_fails(
+        victim, tmp_path / "hf", r"holds none of .*model.safetensors.*found \['config.json'\]", error=FileNotFoundError
+    )
+
+
+def test_huggingface_config_labels_become_class_names(tmp_path):
+    labels = {str(i): f"class {i}" for i in range(CONFIG["classes"])}
+    folder = hf_folder(tmp_path / "hf", {**HF_CONFIG, "id2label": labels})
+    model = build()
+    load_pretrained(model, folder)
+    assert model.class_names == [f"class {i}" for i in range(CONFIG["classes"])]
+
+
+# --- weights missing or unexpected, in both directions --------------------------------------------
+
+
+def google_arrays(depth):
+    """The fixture's Google arrays with `depth` blocks (extra blocks copy block 0)."""
+    arrays = dict(np.load(GOOGLE))
+    for key in list(arrays):
+        if key.startswith("Transformer/encoderblock_"):
+            block = int(key.split("/")[1].split("_")[1])
+            if block >= depth:
+                del arrays[key]
+            elif block == 0:
+                for extra in range(CONFIG["depth"], depth):
+                    arrays[key.replace("encoderblock_0", f"encoderblock_{extra}")] = arrays[key]
+    return arrays
+
+
+@pytest.mark.parametrize(
+    "depth, match",
+    [
+        (
+            CONFIG["depth"] + 1,
+            r"has 16 weights the model has no place for, e.g. \['encoder_block_2/.*and 13 more "
+            r"\(the checkpoint has 3 encoder blocks, the model 2\)",
+        ),
+        (
+            CONFIG["depth"] - 1,
+            r"is missing 16 weights the model needs, e.g. \['encoder_block_1/.*and 13 more "
+            r"\(the checkpoint has 1 encoder blocks, the model 2\)",
+        ),
+    ],
+)
+def test_google_checkpoint_of_another_depth(victim, tmp_path, depth, match):
+    np.savez(tmp_path / "deep.npz", **google_arrays(depth))
+    assert_fails(victim, tmp_path / "deep.npz", match)
+
+
+def test_deeper_timm_and_huggingface_checkpoints(victim, tmp_path):
+    from test_pretrained import timm_to_huggingface
+
+    state = timm_state()
+    for key in [k for k in state if k.startswith("blocks.0.")]:
+        state[key.replace("blocks.0.", "blocks.2.")] = state[key]
+    safetensors.numpy.save_file(state, str(tmp_path / "deep.safetensors"))
+    assert_fails(victim, tmp_path / "deep.safetensors", r"has 16 weights the model has no place for")
+    hf = timm_to_huggingface(timm_state())
+    for key in [k for k in hf if ".layer.0." in k]:
+        hf[key.replace(".layer.0.", ".layer.2.")] = hf[key]
+    safetensors.numpy.save_file(hf, str(tmp_path / "model.safetensors"))
+    assert_fails(victim, tmp_path / "model.safetensors", "no place for.*3 encoder blocks")
+
+
+@pytest.mark.parametrize("drop", ["norm.bias", "blocks.1.attn.qkv.weight", "cls_token", "pos_embed"])
+def test_timm_checkpoint_missing_a_weight(victim, tmp_path, drop):
+    state = timm_state()
+    del state[drop]
+    safetensors.numpy.save_file(state, str(tmp_path / "partial.safetensors"))
+    assert_fails(victim, tmp_path / "partial.safetensors", r"is missing \d+ weights the model needs")
+
+
+def test_head_is_optional_in_both_directions(tmp_path, caplog):
+    """A features model takes a classifier checkpoint (its head logged and unused), and a classifier
+    takes a headless checkpoint (its head left as initialised, logged)."""
+    features = build(include_top=False)
+    with caplog.at_level(logging.WARNING, logger="vit_keras"):
+        loaded = load_pretrained(features, GOOGLE)
+    assert "classification head the model (include_top=False) lacks" in caplog.text
+    assert not any(name.startswith("head/") for name in loaded)
+    arrays = dict(np.load(GOOGLE))
+    del arrays["head/kernel"], arrays["head/bias"]
+    np.savez(tmp_path / "headless.npz", **arrays)
+    model = build()
+    head = to_numpy(model.get_layer("head").kernel).copy()
+    loaded = load_pretrained(model, tmp_path / "headless.npz")
+    np.testing.assert_array_equal(to_numpy(model.get_layer("head").kernel), head)
+    assert "encoder_norm/scale" in loaded
+
+
+# --- the head count, which fused/unsplit attention weights do not show -----------------------------
+
+
+def test_head_count_hints(victim, tmp_path):
+    """A 3-head checkpoint loads without a shape error into a model with 1 head (width 48 divides
+    either way): every record of the head count is checked against the model."""
+    state = timm_state()
+    safetensors.numpy.save_file(state, str(tmp_path / "meta.safetensors"), metadata={"num_heads": "4"})
+    assert_fails(victim, tmp_path / "meta.safetensors", "safetensors metadata gives 4 attention heads")
+    meta = {"architecture": "vit_base_patch16_224.augreg_in21k_ft_in1k"}
+    safetensors.numpy.save_file(state, str(tmp_path / "arch.safetensors"), metadata=meta)
+    assert_fails(victim, tmp_path / "arch.safetensors", "gives 12 attention heads; the model has 3")
+    assert_fails(victim, TIMM, r"the num_heads argument gives 6 attention heads; .*num_heads=6", num_heads=6)
+    one_head = build(num_heads=1)
+    with pytest.raises(CheckpointError, match="num_heads argument gives 3 attention heads; the model has 1"):
+        load_pretrained(one_head, TIMM, num_heads=3)
+    timm_folder = tmp_path / "timm-hub"
+    timm_folder.mkdir()
+    safetensors.numpy.save_file(state, str(timm_folder / "model.safetensors"))
+    (timm_folder / "config.json").write_text(json.dumps({"architecture": "vit_small_patch16_224"}))
+    assert_fails(victim, timm_folder, "config.json gives 6 attention heads")
+    safetensors.numpy.save_file(state, str(tmp_path / "ok.safetensors"), metadata={"num_heads": "3"})
+    model = build()
+    assert "head/kernel" in load_pretrained(model, tmp_path / "ok.safetensors", num_heads=3)
+
+
+def test_bad_interpolation_argument(victim):
+    model, _ = victim
+    with pytest.raises(ValueError, match=r"must be 'auto' or one of \('bilinear', 'bicubic'\); found 'area'"):
+        load_pretrained(model, GOOGLE, interpolation="area")
