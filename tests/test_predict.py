@@ -53,6 +53,33 @@ def test_predict_returns_the_top_classes_with_the_run_class_names(saved_model, t
         predict.predict(folder, images, top_k=0)
 
 
+def test_a_model_s_own_class_names_reach_predict_and_the_saved_model(tmp_path):
+    """A `.keras` file with `class_names` (as pretrained heads get them) and no run config."""
+    import tensorflow as tf
+
+    import vit_keras
+
+    model = ViT(
+        image_size=8,
+        patch_size=4,
+        in_channels=1,
+        num_classes=3,
+        embed_dim=8,
+        depth=1,
+        num_heads=2,
+        mlp_dim=16,
+        class_names=["cat", "dog", "owl"],
+    )
+    model.save(tmp_path / "named.keras")
+    image = tmp_path / "image.png"
+    keras.utils.save_img(image, np.full((8, 8, 1), 90, "uint8"), scale=False)
+    (prediction,) = predict.predict(tmp_path / "named.keras", [image], top_k=3)
+    assert sorted(name for name, _ in prediction["top"]) == ["cat", "dog", "owl"]
+    path = vit_keras.export_saved_model(tmp_path / "named.keras", tmp_path / "served")
+    served = tf.saved_model.load(path).signatures["serving_default"](images=tf.zeros((1, 8, 8, 1)))
+    assert sorted(label.decode() for label in served["top_k_labels"].numpy()[0]) == ["cat", "dog", "owl"]
+
+
 @pytest.mark.single_backend
 @pytest.mark.parametrize("how", DAMAGES)
 def test_a_damaged_model_file_is_named_in_one_line(saved_model, tmp_path, how):

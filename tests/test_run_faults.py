@@ -351,11 +351,11 @@ def test_a_run_directory_with_other_options_is_refused_and_left_alone(tmp_path, 
     config, source = interrupted
     output = copy_run(source, tmp_path / "run")
     before = {p: p.read_bytes() for p in output.rglob("*") if p.is_file()}
-    changed = TrainConfig(**{**vars(config), "output": str(output), "lr": 3e-3, "epochs": 5})
-    with pytest.raises(ValueError, match=r"made with other options: --epochs 5 \(run has 2\), --lr 0.003 "):
+    changed = TrainConfig(**{**vars(config), "output": str(output), "lr": 1e-3, "epochs": 5})
+    with pytest.raises(ValueError, match=r"made with other options: --epochs 5 \(run has 2\), --lr 0.001 "):
         train.train(changed)
     assert {p: p.read_bytes() for p in output.rglob("*") if p.is_file()} == before
     changed.overwrite = True
     results = train.train(changed)
     assert results["epochs_run"] == 5
-    assert json.loads((output / "config.json").read_text())["args"]["lr"] == 3e-3
+    assert json.loads((output / "config.json").read_text())["args"]["lr"] == 1e-3

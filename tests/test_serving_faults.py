@@ -332,7 +332,7 @@ def _wait_for_worker(parent, timeout=180):
     while time.monotonic() < deadline and parent.poll() is None:
         for pid in _children(parent.pid):
             try:
-                if b"vit_keras.serving.tf_worker" in pathlib.Path(f"/proc/{pid}/cmdline").read_bytes():
+                if b"tf_worker" in pathlib.Path(f"/proc/{pid}/cmdline").read_bytes():
                     return pid
             except OSError:
                 pass

@@ -108,7 +108,7 @@ def test_rollout_adds_identity_renormalises_and_multiplies_through_layers():
     # Uniform attention spreads the class token evenly over the patches.
     uniform = [np.full((1, 2, 5, 5), 0.2)]
     np.testing.assert_allclose(visualize.rollout(uniform), np.full((1, 4), 0.1))
-    gap = visualize.rollout(layers, from_tokens="patches")
+    gap = visualize.rollout(layers, pooling="gap")
     assert gap.shape == (2, 4) and not np.allclose(gap, visualize.rollout(layers))
 
 

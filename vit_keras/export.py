@@ -138,14 +138,14 @@ def load_model_argument(model):
 def _write_in_subprocess(model_file, path, options):
     """Run `vit_keras.serving.tf_worker` under the TensorFlow backend; raise ExportError on failure.
 
-    The worker is told this process's id: it dies with this process (see `tf_worker`).
+    The worker is told this process's id: it dies with this process (see `tf_worker`). It runs as
+    a file, not with `-m`, so that it asks for that before the package (and Keras) is imported.
     """
     env = dict(os.environ, KERAS_BACKEND="tensorflow")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     command = [
         sys.executable,
-        "-m",
-        "vit_keras.serving.tf_worker",
+        str(pathlib.Path(__file__).resolve().parent / "serving" / "tf_worker.py"),
         str(model_file),
         str(path),
         "--options-json",
@@ -229,7 +229,8 @@ def export_saved_model(model, base_dir, version=None, class_names=None, overwrit
         raise NotADirectoryError(f"base_dir must be a folder; found a file at {base_dir}.")
     version = None if version is None else _check_version(version)
     model, run_names = load_model_argument(model)
-    class_names = run_names if class_names is None else class_names
+    if class_names is None:  # the run's dataset, else the names the model carries (pretrained heads)
+        class_names = run_names or getattr(model, "class_names", None)
     if class_names is not None:
         from vit_keras.serving.signatures import check_class_names, num_outputs
 

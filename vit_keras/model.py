@@ -89,12 +89,12 @@ def _check_arguments(args, mlp_ratio):
 
 
 def _checked_class_names(names, num_classes):
-    """`names` as a tuple of strings, one per head output; raise a one-line ValueError otherwise."""
+    """`names` as a list of strings, one per head output; raise a one-line ValueError otherwise."""
     if names is None:
         return None
     if isinstance(names, str) or not all(isinstance(name, str) for name in names):
         raise ValueError(f"class_names must be a list of strings; found {names!r:.80}.")
-    names = tuple(names)
+    names = list(names)
     if num_classes is None or len(names) != num_classes:
         raise ValueError(
             f"class_names must have one name per head output (num_classes={num_classes}); found {len(names)} names."

@@ -147,7 +147,11 @@ def predict(model_or_run, images, top_k=5):
     _check_channels_last(model, "predict")
     batch = load_images(images, tuple(model.image_size), model.in_channels)
     scores = softmax_scores(model, batch)
-    names = config.get("dataset", {}).get("class_names") or [str(i) for i in range(scores.shape[1])]
+    names = (
+        config.get("dataset", {}).get("class_names")
+        or getattr(model, "class_names", None)
+        or [str(i) for i in range(scores.shape[1])]
+    )
     predictions = []
     for image, row in zip(images, scores):
         order = np.argsort(-row)[:top_k]

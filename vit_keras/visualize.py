@@ -15,9 +15,11 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from vit_keras.architectures import POOLINGS
 from vit_keras.layers import PositionEmbedding, TransformerEncoderBlock
 from vit_keras.layers.position_embedding import _bilinear_matrix
 from vit_keras.runs import load_run_model
+from vit_keras.validation import check_choice
 
 logger = logging.getLogger(__name__)
 
@@ -125,24 +127,23 @@ def _image_hw(model):
     return hw, tuple(table.grid_size)
 
 
-def rollout(scores, num_prefix_tokens=1, from_tokens="class"):
+def rollout(scores, num_prefix_tokens=1, pooling="token"):
     """Attention rollout of per-layer attention weights, as NumPy (batch, patch tokens) maps.
 
     Each layer's weights (batch, heads, T, T) are averaged over the heads, the identity is added
     for the residual connection and the rows renormalised; the layers are multiplied through
-    (first layer on the right). The map is the class token's row (`from_tokens="class"`) or the
-    mean of the patch tokens' rows (`"patches"`, for global-average-pooled models), over the
-    patch tokens.
+    (first layer on the right). The map is read as the model reads its representation, over the
+    patch tokens: the class token's row (`pooling="token"`) or the mean of the patch tokens' rows
+    (`pooling="gap"`), the names of `ViT`'s `pooling`.
     """
-    if from_tokens not in ("class", "patches"):
-        raise ValueError(f"from_tokens must be 'class' or 'patches'; found {from_tokens!r}.")
+    check_choice("pooling", pooling, POOLINGS)
     joint = None
     for layer_scores in scores:
         attention = np.asarray(layer_scores, dtype=np.float64).mean(axis=1)
         attention = attention + np.eye(attention.shape[-1])
         attention /= attention.sum(axis=-1, keepdims=True)
         joint = attention if joint is None else attention @ joint
-    if from_tokens == "class":
+    if pooling == "token":
         return joint[:, 0, num_prefix_tokens:]
     return joint[:, num_prefix_tokens:, num_prefix_tokens:].mean(axis=1)
 
@@ -162,13 +163,13 @@ def attention_rollout(model, images, batch_size=64):
     """
     _encoder_blocks(model)  # a clear error for a model without attention layers
     images = _check_images(model, images)
-    from_tokens = "patches" if getattr(model, "pooling", "token") == "gap" else "class"
+    pooling = "gap" if getattr(model, "pooling", "token") == "gap" else "token"
     (height, width), (rows, cols) = _image_hw(model)
     up_rows, up_cols = _bilinear_matrix(rows, height), _bilinear_matrix(cols, width)
     maps = []
     for start in range(0, len(images), batch_size):  # chunks bound the memory of the weights
         scores = attention_scores(model, images[start : start + batch_size], batch_size)
-        grid = rollout(scores, from_tokens=from_tokens).reshape(-1, rows, cols)
+        grid = rollout(scores, pooling=pooling).reshape(-1, rows, cols)
         maps.append(np.einsum("ah,bw,nhw->nab", up_rows, up_cols, grid))
     maps = np.maximum(np.concatenate(maps), 0.0)
     maps /= np.maximum(maps.max(axis=(1, 2), keepdims=True), 1e-12)

@@ -224,7 +224,11 @@ class ServingFunctions:
 
     def classify(self, images):
         """Raw-pixel images (B, H, W, C), any real dtype -> the dict of serving outputs (no checks)."""
-        outputs = self.forward(tf.cast(images, tf.float32))
+        # A static (batch, H, W, C) shape for the model: the checks before this may leave the shape
+        # unknown, and Keras' TensorFlow convolution then wraps itself in an XLA function that
+        # neither ONNX nor TFLite converts.
+        images = tf.reshape(tf.cast(images, tf.float32), (-1,) + tuple(self.image_shape))
+        outputs = self.forward(images)
         if self.outputs_probabilities:
             probabilities = outputs
             logits = tf.math.log(tf.maximum(outputs, tf.float32.tiny))

@@ -1,6 +1,6 @@
 """Write a `.keras` model as a serving SavedModel (or ONNX file) in a TensorFlow-backend process.
 
-    KERAS_BACKEND=tensorflow python -m vit_keras.serving.tf_worker MODEL.keras OUTPUT \
+    KERAS_BACKEND=tensorflow python vit_keras/serving/tf_worker.py MODEL.keras OUTPUT \
         [--options-json '{"class_names": ["a", "b"], "top_k": 5, "format": "saved_model"}'] \
         [--parent-pid PID]
 
@@ -11,7 +11,9 @@ backend trained it. The options are `vit_keras.export.write_in_tensorflow`'s key
 
 With `--parent-pid`, the worker dies with that process: on Linux the kernel sends it SIGKILL when
 its parent exits (`prctl(PR_SET_PDEATHSIG)`), elsewhere a thread polls the parent's id; and if the
-parent is already gone when the worker starts, it exits at once.
+parent is already gone when the worker starts, it exits at once. It is run as a file (not with
+`-m`, which imports the package and so Keras first), so this is asked for before anything heavy
+is imported.
 """
 
 import argparse

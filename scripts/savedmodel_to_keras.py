@@ -7,7 +7,7 @@ BatchNorm moving statistics included; a variable or weight left unmatched is an 
 model is saved without an optimizer (inference only), then reloaded and checked against the
 SavedModel's `serving_default` logits.
 
-    KERAS_BACKEND=tensorflow python saved_models/savedmodel_to_keras.py
+    KERAS_BACKEND=tensorflow .venv/bin/python scripts/savedmodel_to_keras.py
 """
 
 import pathlib
@@ -15,22 +15,16 @@ import sys
 
 import numpy as np
 
-HERE = pathlib.Path(__file__).resolve().parent
-ARCHITECTURE = dict(
-    image_size=28,
-    in_channels=1,
-    num_classes=10,
-    stem="conv",
-    patch_size=4,
-    embed_dim=64,
-    depth=6,
-    num_heads=4,
-    mlp_dim=128,
-    dropout=0.0,
-    drop_path=0.1,
-    pooling="gap",
-    preprocessing="mnist",
-)
+SAVED_MODELS = pathlib.Path(__file__).resolve().parent.parent / "saved_models"
+sys.path.insert(0, str(SAVED_MODELS.parent))
+
+from vit_keras.architectures import ARCHITECTURES  # noqa: E402
+
+# The MNIST recipe of BENCHMARKS.md: `vit_mnist` with a conv stem at width 64 (saved_models/README.md).
+ARCHITECTURE = {
+    **ARCHITECTURES["vit_mnist"],
+    **dict(stem="conv", embed_dim=64, mlp_dim=128, dropout=0.0, drop_path=0.1, pooling="gap", preprocessing="mnist"),
+}
 # Per-layer random-number state of the drop-path layers: not weights of the trained model.
 SKIPPED = "seed_generator_state"
 
@@ -66,7 +60,7 @@ def copy_weights(model, values):
     return len(targets)
 
 
-def main(saved_model_dir=HERE / "vit_mnist" / "1", output=HERE / "vit_mnist.keras"):
+def main(saved_model_dir=SAVED_MODELS / "vit_mnist" / "1", output=SAVED_MODELS / "vit_mnist.keras"):
     import keras
     import tensorflow as tf
 
