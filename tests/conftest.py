@@ -23,6 +23,19 @@ FIXTURES = REPO / "tests" / "fixtures"
 SHARED = pathlib.Path(os.environ.get("VIT_KERAS_SHARED") or REPO.parent / "shared")
 MNIST_DIR = SHARED / "data" / "mnist"
 SAMPLE_NPZ = REPO / "vit_keras" / "assets" / "mnist_sample.npz"
+# The original PyTorch MNIST tutorial's call, with its spellings (num_layers, num_encoders, expansion).
+TUTORIAL_KWARGS = dict(
+    image_size=28,
+    in_channels=1,
+    embed_dim=100,
+    patch_size=7,
+    num_layers=1,
+    num_heads=1,
+    num_encoders=1,
+    num_classes=10,
+    expansion=4,
+    dropout=0.1,
+)
 
 
 def to_numpy(x):

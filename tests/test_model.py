@@ -3,22 +3,9 @@
 import keras
 import numpy as np
 import pytest
-from conftest import to_numpy
+from conftest import TUTORIAL_KWARGS, to_numpy
 
 import vit_keras
-
-TUTORIAL_KWARGS = dict(
-    image_size=28,
-    in_channels=1,
-    embed_dim=100,
-    patch_size=7,
-    num_layers=1,
-    num_heads=1,
-    num_encoders=1,
-    num_classes=10,
-    expansion=4,
-    dropout=0.1,
-)
 
 
 def tiny(**overrides):

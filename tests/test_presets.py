@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO
+from conftest import REPO, TUTORIAL_KWARGS
 
 import vit_keras
 from vit_keras import architectures, presets
@@ -61,18 +61,7 @@ def test_preset_overrides_and_unknown_name():
 def test_tutorial_preset_is_the_tutorial_model():
     """vit_mnist_p7 is the original PyTorch tutorial's ViT: 28x28x1, patch 7, width 100, 1 block, 1 head, MLP 400."""
     model = vit_keras.vit_mnist_p7()
-    tutorial = vit_keras.ViT(
-        image_size=28,
-        in_channels=1,
-        embed_dim=100,
-        patch_size=7,
-        num_layers=1,
-        num_heads=1,
-        num_encoders=1,
-        num_classes=10,
-        expansion=4,
-        dropout=0.1,
-    )
+    tutorial = vit_keras.ViT(**TUTORIAL_KWARGS)
     expected = {**tutorial.get_config(), "name": "vit_mnist_p7"}
     assert model.get_config() == expected
     assert model.count_params() == tutorial.count_params() == 129_310
