@@ -3,7 +3,10 @@
 `mnist_digits` (session fixture) is the full MNIST where `$VIT_KERAS_SHARED/data/mnist` holds its
 four IDX files (default `../shared` beside the repository), otherwise the digits of the bundled
 sample `vit_keras/assets/mnist_sample.npz`; the pytest header says which. `no_network` makes
-every connection to a non-local address fail at once.
+every connection to a non-local address fail at once. `FAST_XLA_FLAGS` (added to `XLA_FLAGS`
+here when KERAS_BACKEND=jax) turn off XLA's slow CPU optimisations for the test session.
+`trained_run` (session fixture) is one short `vit-keras train` run directory shared by the tests
+that read a trained run.
 """
 
 import dataclasses
@@ -13,6 +16,19 @@ import pathlib
 import socket
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# On JAX, XLA compiles every new model and shape, and its CPU optimisation passes cost more compile
+# time than they save on the tests' tiny models: 5 epochs of a 2-block ViT took 29 s of CPU with
+# XLA's defaults and 14 s with these flags; test_visualize.py on JAX ran in 2/3 of the time (the
+# other way round for long fits: 120 steps of vit_mnist_p7 took 1.3x the CPU, and TensorFlow,
+# whose tests run longer fits, gained little). They change how XLA compiles, not what the compiled
+# code computes; subprocesses inherit them. VIT_KERAS_TEST_FULL_XLA=1 keeps XLA's defaults.
+FAST_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+if (
+    os.environ.get("KERAS_BACKEND") == "jax"
+    and os.environ.get("VIT_KERAS_TEST_FULL_XLA") != "1"
+    and FAST_XLA_FLAGS not in os.environ.get("XLA_FLAGS", "")
+):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FAST_XLA_FLAGS}".strip()
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -116,6 +132,29 @@ def mnist_digits():
         full=full,
         source=describe_digits(),
     )
+
+
+# ----------------------------------------------------------------------------- a trained run
+
+TRAINED_RUN_ARGV = (
+    "--preset vit_mnist_p7 --augment none --no-tensorboard --no-export --batch-size 64 --epochs 2 "
+    "--steps-per-epoch 60 --pooling gap --lr 3e-3 --warmup 0.2 --ema 0.9 --quiet"
+).split()
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """(run directory, results) of `vit-keras train TRAINED_RUN_ARGV` on the bundled MNIST sample.
+
+    A short run of the tutorial model (120 steps), trained once per session and read by
+    test_train (the run directory, evaluate, predict) and test_visualize (plots of a run); tests
+    must not write into it.
+    """
+    from vit_keras import cli, train
+
+    output = tmp_path_factory.mktemp("trained_run") / "p7"
+    args = cli.build_parser().parse_args(["train", *TRAINED_RUN_ARGV, "--output", str(output)])
+    return output, train.train(cli.train_config(args))
 
 
 # ----------------------------------------------------------------------------- no network

@@ -1,13 +1,18 @@
 """scripts/benchmark.py: the numbers BENCHMARKS.md quotes come from here, so its plumbing is tested.
 
-The harness starts its own worker processes; the end-to-end test times this run's backend
-(KERAS_BACKEND), the rest is backend-independent plumbing.
+The harness starts its own worker processes; the first end-to-end test times this run's backend
+(KERAS_BACKEND), the serving / TensorFlow-repeats one and the rest are backend-independent.
+No test needs timm or keras-hub: the peers' rows are checked on synthetic timings.
 """
 
+import datetime
 import importlib.util
 import json
+import shlex
 import subprocess
 import sys
+import threading
+import time
 
 import keras
 import pytest
@@ -21,7 +26,12 @@ def _load_benchmark():
     return module
 
 
-benchmark = _load_benchmark()
+benchmark = _load_benchmark()  # puts scripts/ on sys.path: the bench package imports below
+from bench import cpu_use, outputs  # noqa: E402
+from bench.machine import cpu_description  # noqa: E402
+from bench.report import summarise_tf_repeats  # noqa: E402
+from bench.specs import group_key, label  # noqa: E402
+from bench.tables import markdown_section  # noqa: E402
 
 # The tutorial model (vit_mnist_p7) at 28 px: 16 patches + class token, width 100, MLP 400, one block, 10 classes.
 SEED_FORWARD_FLOPS = 2 * (
@@ -85,6 +95,8 @@ def test_a_run_times_training_and_inference_with_flops_peak_fraction_and_a_markd
             == pytest.approx(100 * row["achieved_gflops"] / result["matmul_peak_gflops"]["float32"])
         )
         assert row["info"]["backend"] == backend
+        assert 0 < row["parallelism"] <= 2 * result["machine"]["cores"]  # process CPU time / timed wall time
+        assert row["busy_threads"] is None or row["busy_threads"] >= 1  # None: under 5 clock ticks of CPU time
     # Keras on PyTorch runs eagerly, one step per call; TensorFlow and JAX run XLA, 2 steps per call.
     expected = (False, 1) if backend == "torch" else (True, 2)
     info = rows[(backend, "train")]["info"]
@@ -92,6 +104,7 @@ def test_a_run_times_training_and_inference_with_flops_peak_fraction_and_a_markd
 
     text = markdown.read_text()
     assert "### harness test" in text and "--preset vit_mnist_p7" in text
+    assert f"Machine: {result['machine']['model']}" in text and "avx512_bf16" in text and "amx" in text
     assert sum(line.startswith("| vit_keras ") for line in text.splitlines()) == 2
     (csv_file,) = tmp_path.glob("benchmark-*.csv")
     assert len(csv_file.read_text().strip().splitlines()) == 1 + 2
@@ -132,24 +145,25 @@ def test_ratios_are_to_the_fastest_peer_of_the_same_task():
 
 @pytest.mark.single_backend
 def test_gpu_run_measures_vit_b16_in_bfloat16_against_compiled_timm():
-    args = benchmark.parse_args(["--gpu", "--tasks", "train", "--compare", "timm"])
+    args = benchmark.parse_args(["--gpu", "--tasks", "train,serve", "--compare", "timm"])
     specs = benchmark.job_specs(args)
+    assert sorted(label(s) for s in specs if s["task"] == "serve") == [
+        "timm serve torch mixed_bfloat16 autocast torch.compile",
+        "vit_keras serve tensorflow mixed_bfloat16 jit=true",
+    ]
+    specs = [s for s in specs if s["task"] == "train"]
     assert {s["preset"] for s in specs} == {"vit_b16"}
     assert {s["device"] for s in specs} == {"gpu"}
     assert {s["precision"] for s in specs} == {"mixed_bfloat16"}
     (timm,) = [s for s in specs if s["impl"] == "timm"]
     assert timm["torch_compile"] is True
-    assert benchmark.label(timm).endswith("torch.compile")
+    assert label(timm).endswith("torch.compile")
 
 
 @pytest.mark.single_backend
 def test_gpu_peak_without_a_gpu_is_a_clear_error():
-    sys.path.insert(0, str(REPO / "scripts"))
-    try:
-        from bench.workloads import build_workload
-    finally:
-        sys.path.remove(str(REPO / "scripts"))
     import torch
+    from bench.workloads import build_workload
 
     if torch.cuda.is_available():
         pytest.skip("this test is about machines without CUDA")
@@ -165,3 +179,219 @@ def test_unknown_peer_and_bad_counts_are_rejected_by_name(capsys):
     with pytest.raises(SystemExit):
         benchmark.parse_args(["--repeats", "0"])
     assert "--repeats must be >= 1; found 0" in capsys.readouterr().err
+
+
+@pytest.mark.single_backend
+def test_serving_and_tensorflow_repeats_in_one_run_replace_their_markdown_section(tmp_path):
+    markdown = tmp_path / "BENCH.md"
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+    markdown.write_text(f"# Benchmarks\n\n### serving test ({date})\n\nold table\n\n## Known limits\n\nkept\n")
+    command = [sys.executable, str(REPO / "scripts" / "benchmark.py")]
+    command += "--preset vit_mnist_p7 --image-size 28 --batch-size 4 --num-classes 10 --tasks serve".split()
+    command += "--compare timm --repeats 1 --steps 1 --latency-calls 3 --tf-repeats 2 --title".split()
+    command += ["serving test", "--out", str(tmp_path), "--markdown", str(markdown)]
+    # timm is not installed here: its worker fails to come up and the run carries on without it.
+    run = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+
+    result = json.loads(next(tmp_path.glob("benchmark-*.json")).read_text())
+    (serve,) = [row for row in result["rows"] if row["impl"] == "vit_keras"]
+    assert (serve["task"], serve["backend"], serve["info"]["signature"]) == ("serve", "tensorflow", "serving_default")
+    assert serve["latency_calls"] == 3 and 0 < serve["latency_ms_median"] <= serve["latency_ms_p90"]
+    runs = result["tf_rows"]
+    assert [row["tf_repeat"] for row in runs] == [1, 2] and {row["task"] for row in runs} == {"train"}
+    rates = [row["images_per_s"] for row in runs]
+    assert result["tf_spread"] == pytest.approx(max(rates) / min(rates))
+    assert all(row["parallelism"] > 0 and (row["busy_threads"] is None or row["busy_threads"] >= 1) for row in runs)
+
+    text = markdown.read_text()
+    assert text.count(f"### serving test ({date})") == 1 and "old table" not in text  # replaced in place
+    assert text.index("#### TensorFlow run to run: 2 fresh processes") < text.index("## Known limits\n\nkept")
+    assert "| vit_keras serve tensorflow float32 jit=true |" in text
+    csv_lines = next(tmp_path.glob("benchmark-*.csv")).read_text().strip().splitlines()
+    assert len(csv_lines) == 1 + 1 + 2 and "latency_ms_p90" in csv_lines[0]
+
+
+def _full_run_args():
+    """The full-run command of scripts/benchmark.py's docstring, parsed."""
+    doc = benchmark.__doc__
+    block = doc[doc.index("python scripts/benchmark.py") :].split("\n\n")[0]
+    argv = shlex.split(block.replace("\\\n", " "))[2:]
+    return benchmark.parse_args(argv)
+
+
+@pytest.mark.single_backend
+def test_the_documented_full_run_measures_every_comparison():
+    args = _full_run_args()
+    groups = {}
+    for spec in benchmark.job_specs(args):
+        groups.setdefault(group_key(spec), []).append(label(spec))
+    ours = {f"vit_keras train {b} {{}} jit={j} spe={s}" for b, j, s in [("tensorflow", "true", 2), ("jax", "true", 2)]}
+    ours.add("vit_keras train torch {} jit=false spe=1")
+    assert set(groups[(0, "train", "float32")]) == {o.format("float32") for o in ours} | {
+        "timm train torch float32",
+        "keras-hub train tensorflow float32",
+        "keras-hub train jax float32",
+    }
+    bf16 = set(groups[(0, "train", "mixed_bfloat16")])
+    assert bf16 == {o.format("mixed_bfloat16") for o in ours} | {"timm train torch mixed_bfloat16 autocast"}
+    assert groups[(0, "serve", "float32")] == [
+        "vit_keras serve tensorflow float32 jit=true",
+        "timm serve torch float32",
+    ]
+    tutorial = args.sections[1]
+    assert (tutorial["preset"], tutorial["image_size"], tutorial["batch_size"], tutorial["num_classes"]) == (
+        "vit_mnist_p7",
+        28,
+        128,
+        10,
+    )
+    assert "timm train torch float32" in groups[(1, "train", "float32")]
+    assert "vit_keras train tensorflow float32 jit=true spe=10" in groups[(1, "train", "float32")]
+    assert args.sections[0]["preset"] == "vit_ti16" and args.sections[0]["batch_size"] == 32
+    assert args.tf_repeats == 3 and args.markdown == "BENCHMARKS.md"
+
+
+@pytest.mark.single_backend
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--model", "preset=vit_ti16,size=3"], "--model takes key=value pairs"),
+        (["--model", "batch_size=x"], "--model batch_size must be an integer; found 'x'"),
+        (["--model", "tasks=train+fly"], "tasks must be among"),
+        (["--model", "steps=0"], "steps must be >= 1; found 0"),
+        (["--tasks", "train,serving"], "--tasks/--steps: tasks must be among"),
+        (["--precisions", "float16"], "--precisions takes names from ['float32', 'mixed_bfloat16']; found 'float16'"),
+        (["--keras-hub-backends", "cntk"], "--keras-hub-backends takes names from"),
+        (["--tf-repeats", "-1"], "--tf-repeats must be >= 0; found -1"),
+        (["--latency-calls", "0"], "--latency-calls must be >= 1; found 0"),
+        (["--markdown", "/no/such/folder/B.md"], "--markdown must be in an existing folder; found no folder"),
+        (["--out", __file__], "--out must be a folder (created if missing); found a file at"),
+    ],
+)
+def test_bad_arguments_are_rejected_in_one_line_by_name(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(argv)
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert message in error and "Traceback" not in error
+
+
+def _record(impl, task, step_s, precision="float32", backend="tensorflow", calls=None, usages=None):
+    spec = dict(impl=impl, task=task, backend=backend, precision=precision, batch_size=32, section=0)
+    return dict(
+        spec=spec,
+        name=f"{impl} {task} {backend} {precision}",
+        step_times=[step_s, step_s * 1.2],
+        loads=[1.0],
+        usages=usages or [],
+        call_seconds=calls or [],
+        peak_rss_mb=1.0,
+        ready=dict(forward_flops=1e9, info={}),
+    )
+
+
+@pytest.mark.single_backend
+def test_serving_latency_and_bfloat16_rows_are_compared_with_the_right_peers():
+    results = [
+        _record("vit_keras", "train", 1.0, "mixed_bfloat16"),
+        _record("timm", "train", 1.5, "mixed_bfloat16", "torch"),
+        _record("timm", "train", 2.0, "float32", "torch"),
+        _record("keras-hub", "train", 4.0),
+        _record("vit_keras", "serve", 0.5, calls=[0.010, 0.012, 0.011, 0.030, 0.013]),
+        _record("timm", "serve", 0.4, backend="torch", calls=[0.020, 0.022, 0.024, 0.021, 0.023]),
+    ]
+    rows = {(r["impl"], r["task"], r["precision"]): r for r in benchmark.summarise(results, {})}
+    bf16 = rows[("vit_keras", "train", "mixed_bfloat16")]
+    assert bf16["best_peer"] == "timm train torch mixed_bfloat16"  # the peer at our precision
+    assert bf16["ratio_to_best_peer"] == pytest.approx(1.5)
+    assert bf16["ratio_to_best_f32_peer"] == pytest.approx(2.0)  # timm float32, not keras-hub
+    serve = rows[("vit_keras", "serve", "float32")]
+    assert serve["images_per_s"] == pytest.approx(32 / 0.55)  # the median of 0.5 and 0.6
+    assert serve["ratio_to_best_peer"] == pytest.approx(0.44 / 0.55)
+    assert serve["latency_ms_median"] == pytest.approx(12.0)
+    assert serve["latency_ms_p90"] == pytest.approx(1e3 * (0.013 + 0.6 * (0.030 - 0.013)))
+    assert serve["latency_ratio_to_timm"] == pytest.approx(12.0 / 22.0)
+    assert "keras-hub" not in " ".join(serve["ratios"])  # serving is compared with timm only
+
+    report = dict(
+        machine=cpu_description(),
+        matmul_peak_gflops={},
+        matmul_peak_info={},
+        command="python scripts/benchmark.py --tasks serve",
+        started="2026-12-01 12:00",
+        rows=list(rows.values()),
+        sections=[dict(preset="vit_ti16", image_size=224, batch_size=32)],
+    )
+    text = markdown_section(report, "t", "2026-12-01")
+    assert "| vit_keras serve tensorflow float32 | 58.2 | **0.80×** | 12.0 | 23.2 | **0.55×** |" in text
+    assert "#### vit_ti16, 224 px, batch 32: training" in text and "avx2" in text
+
+
+@pytest.mark.single_backend
+def test_tf_repeats_report_each_runs_speed_cores_used_and_the_spread():
+    one_core = [dict(wall_s=1.0, cpu_s=1.0, thread_cpu_s={"1": 0.95, "2": 0.05})]
+    two_cores = [dict(wall_s=1.0, cpu_s=1.9, thread_cpu_s={"1": 0.9, "2": 0.9, "3": 0.1})]
+    records = [
+        dict(_record("vit_keras", "train", 2.0, usages=one_core), run=1),
+        dict(_record("vit_keras", "train", 1.0, usages=two_cores), run=2),
+        dict(spec={}, name="vit_keras train", run=3, error="worker exited with code 1"),
+    ]
+    rows, spread = summarise_tf_repeats(records)
+    assert [(r["tf_repeat"], r["busy_threads"]) for r in rows] == [(1, 1), (2, 2)]
+    too_short = [dict(wall_s=0.01, cpu_s=0.01, thread_cpu_s={"1": 0.01})]
+    assert cpu_use.busy_threads(cpu_use.combine(too_short)) is None  # under 5 clock ticks: no count
+    assert [r["parallelism"] for r in rows] == pytest.approx([1.0, 1.9])
+    assert spread == pytest.approx(2.0)
+
+
+@pytest.mark.single_backend
+def test_cpu_use_counts_the_thread_that_did_the_work():
+    done, release = threading.Event(), threading.Event()
+
+    def spin():  # 0.2 s of CPU time however loaded the machine is, then stay alive until measured
+        while time.thread_time() < 0.2:
+            pass
+        done.set()
+        release.wait()
+
+    before = cpu_use.snapshot()
+    worker = threading.Thread(target=spin)
+    worker.start()
+    done.wait()
+    used = cpu_use.combine([cpu_use.usage(before, cpu_use.snapshot())])
+    release.set()
+    worker.join()
+    assert used["cpu_s"] >= 0.2 and cpu_use.parallelism(used) == pytest.approx(used["cpu_s"] / used["wall_s"])
+    assert cpu_use.busy_threads(used) >= 1
+    assert max(used["thread_cpu_s"].values()) >= 0.15  # the spinning thread, at clock-tick resolution
+
+
+@pytest.mark.single_backend
+def test_cpu_flags_come_from_cpuinfo(tmp_path):
+    sapphire = tmp_path / "sapphire"
+    sapphire.write_text("model name\t: Intel Xeon Platinum\nflags\t\t: fpu avx2 fma avx512f avx512_bf16 amx_tile\n")
+    zen3 = tmp_path / "zen3"
+    zen3.write_text("processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu sse avx2 fma\n\nprocessor\t: 1\n")
+    assert cpu_description(str(sapphire))["flags"] == dict(
+        avx2=True, fma=True, avx512f=True, avx512_bf16=True, amx=True
+    )
+    zen = cpu_description(str(zen3))
+    assert zen["model"] == "AMD EPYC 7B13"
+    assert zen["flags"] == dict(avx2=True, fma=True, avx512f=False, avx512_bf16=False, amx=False)
+    assert set(cpu_description(str(tmp_path / "missing"))["flags"].values()) == {None}
+
+
+@pytest.mark.single_backend
+def test_markdown_sections_are_appended_then_replaced_in_place(tmp_path):
+    path = tmp_path / "B.md"
+    path.write_text("# Benchmarks\n\n## Speed\n\nintro\n")
+    first = "### run (2026-12-01)\n\n#### table\n\nv1\n"
+    assert outputs.write_markdown(str(path), "### run (2026-12-01)", first) is False
+    path.write_text(path.read_text() + "\n## Known limits\n\nkept\n")
+    assert outputs.write_markdown(str(path), "### run (2026-12-01)", first.replace("v1", "v2")) is True
+    text = path.read_text()
+    assert (
+        text
+        == "# Benchmarks\n\n## Speed\n\nintro\n\n### run (2026-12-01)\n\n#### table\n\nv2\n\n## Known limits\n\nkept\n"
+    )
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind

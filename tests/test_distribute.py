@@ -15,14 +15,13 @@ import sys
 import keras
 import numpy as np
 import pytest
+from conftest import FAST_XLA_FLAGS
 
 from vit_keras import distribute, runs
 from vit_keras.distribute import parse_keras_cluster, parse_tf_config, setup_distribution
 
 WORKER = os.path.join(os.path.dirname(__file__), "distribute_worker.py")
 TIMEOUT = 240
-# Tiny models: XLA's slow CPU optimisations cost far more compile time than they save.
-FAST_XLA = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 single_backend = pytest.mark.single_backend
 
 
@@ -31,7 +30,7 @@ def child_env(backend, **extra):
     for name in ("TF_CONFIG", "XLA_FLAGS", *distribute.KERAS_ENV):
         env.pop(name, None)
     env.update(extra)
-    env["XLA_FLAGS"] = f"{extra.get('XLA_FLAGS', '')} {FAST_XLA}".strip()
+    env["XLA_FLAGS"] = f"{extra.get('XLA_FLAGS', '')} {FAST_XLA_FLAGS}".strip()
     return env
 
 

@@ -159,15 +159,16 @@ def test_encoder_block_matches_numpy_reference(rng):
     out, scores = to_numpy(out), to_numpy(scores)
     w = lambda v: to_numpy(v).astype("float64")  # noqa: E731
     att = block.attention
+    assert tuple(att.qkv_kernel.shape) == (8, 24) and tuple(att.out_kernel.shape) == (8, 8)
     y = _layer_norm(x, w(block.norm1.gamma), w(block.norm1.beta))
-    q = np.einsum("btd,dhk->bthk", y, w(att.query_dense.kernel)) + w(att.query_dense.bias)
-    k = np.einsum("btd,dhk->bthk", y, w(att.key_dense.kernel)) + w(att.key_dense.bias)
-    v = np.einsum("btd,dhk->bthk", y, w(att.value_dense.kernel)) + w(att.value_dense.bias)
+    # [query | key | value] along the fused axis, each head-major: (3, heads, head width).
+    qkv = (y @ w(att.qkv_kernel) + w(att.qkv_bias)).reshape(2, 5, 3, 2, 4)
+    q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
     logits = np.einsum("bqhk,bshk->bhqs", q, k) / np.sqrt(4.0)
     weights = np.exp(logits - logits.max(-1, keepdims=True))
     weights /= weights.sum(-1, keepdims=True)
-    context = np.einsum("bhqs,bshk->bqhk", weights, v)
-    x1 = x + np.einsum("bqhk,hkd->bqd", context, w(att.output_dense.kernel)) + w(att.output_dense.bias)
+    context = np.einsum("bhqs,bshk->bqhk", weights, v).reshape(2, 5, 8)
+    x1 = x + context @ w(att.out_kernel) + w(att.out_bias)
     y = _layer_norm(x1, w(block.norm2.gamma), w(block.norm2.beta))
     y = _gelu(y @ w(block.mlp_in.kernel) + w(block.mlp_in.bias))
     expected = x1 + y @ w(block.mlp_out.kernel) + w(block.mlp_out.bias)

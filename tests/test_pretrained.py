@@ -437,8 +437,17 @@ def test_conv_stem_model_refuses_patch_stem_checkpoints():
 def test_canonical_names_cover_every_model_weight():
     model = build(representation_size=8)
     variables = model_variables(model)
-    assert len(variables) == len(model.weights)
-    assert {id(v) for v in variables.values()} == {id(v) for v in model.weights}
+    # 8 canonical attention weights per block are blocks of its 4 fused SelfAttention variables.
+    assert len(variables) == len(model.weights) + 4 * model.depth
+    assert {id(w.variable) for w in variables.values()} == {id(v) for v in model.weights}
+    for variable in model.weights:  # together the weights fill each variable exactly once
+        parts = [w for w in variables.values() if w.variable is variable]
+        assert sum(int(np.prod(w.shape)) for w in parts) == int(np.prod(variable.shape)), variable.path
+    dim, heads = CONFIG["dim"], CONFIG["heads"]
+    key = variables["encoder_block_0/attention/key/kernel"]
+    fused = to_numpy(model.get_layer("encoder_block_0").attention.qkv_kernel)
+    assert key.shape == (dim, heads, dim // heads) and key.dtype == "float32"
+    np.testing.assert_array_equal(key.numpy(), fused[:, dim : 2 * dim].reshape(key.shape))
 
 
 # --- fine-tuning from the command line ---------------------------------------------------------

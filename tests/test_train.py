@@ -8,10 +8,15 @@ import numpy as np
 import pytest
 
 from vit_keras import ViT, cli, optim, predict, train
+from vit_keras.choices import PRECISIONS
 from vit_keras.curves import plot_training_curves
 from vit_keras.train_config import TrainConfig
 
 QUICK = ["--preset", "vit_mnist_p7", "--augment", "none", "--no-tensorboard", "--no-export", "--batch-size", "64"]
+# For the plumbing runs below: on TensorFlow, XLA's compile takes longer than their few steps; JAX's
+# steps run slower without XLA than its compile takes, so JAX keeps the default. The trainer's
+# default (`auto`) is covered by `trained_run` and test_jit_compile_..._reach_the_model[auto].
+NO_XLA = ["--jit-compile", "off"] if keras.backend.backend() == "tensorflow" else []
 
 
 def tiny_vit(**kwargs):
@@ -117,32 +122,7 @@ def test_ema_weights_replace_the_trained_weights_at_the_end_of_fit(rng):
 # ----------------------------------------------------------------------------- training runs
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    """A short run of the vit_mnist_p7 model on the bundled MNIST sample (shared by the checks below)."""
-    output = tmp_path_factory.mktemp("run") / "p7"
-    args = config_of(
-        QUICK
-        + [
-            "--epochs",
-            "2",
-            "--steps-per-epoch",
-            "60",
-            "--pooling",
-            "gap",
-            "--lr",
-            "3e-3",
-            "--warmup",
-            "0.2",
-            "--ema",
-            "0.9",
-            "--output",
-            str(output),
-            "--quiet",
-        ]
-    )
-    results = train.train(args)
-    return output, results
+# `trained_run` (conftest): a short run of the vit_mnist_p7 model on the bundled MNIST sample.
 
 
 def test_short_fit_on_the_bundled_sample_learns(trained_run):
@@ -224,6 +204,7 @@ def test_a_killed_run_resumes_where_it_stopped(tmp_path, tiny_npz):
     output = tmp_path / "run"
     argv = (
         QUICK
+        + NO_XLA
         + tiny_npz
         + ["--epochs", "3", "--steps-per-epoch", "8", "--val-fraction", "0.05", "--output", str(output), "--quiet"]
     )
@@ -254,7 +235,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_model(tmp_path, tiny_npz
                 kernel.assign(keras.ops.full(kernel.shape, float("nan")))
 
     output = tmp_path / "run"
-    argv = QUICK + tiny_npz + ["--epochs", "3", "--steps-per-epoch", "4", "--output", str(output), "--quiet"]
+    argv = QUICK + NO_XLA + tiny_npz + ["--epochs", "3", "--steps-per-epoch", "4", "--output", str(output), "--quiet"]
     results = train.train(config_of(argv), callbacks=[Poison()])
     assert results["status"] == "nan_loss" and results["epochs_run"] == 2
     for name in ("model.keras", "last.keras", "best.keras"):  # none holds the diverged epoch
@@ -268,20 +249,16 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_model(tmp_path, tiny_npz
 @pytest.mark.single_backend
 def test_cli_train_quiet_prints_json_lines(tmp_path, capsys, tiny_npz):
     output = tmp_path / "cli"
-    code, out, _ = run_cli(
-        ["train"] + QUICK + tiny_npz + ["--epochs", "1", "--steps-per-epoch", "3", "--output", str(output), "--quiet"],
-        capsys,
-    )
+    argv = ["train"] + QUICK + NO_XLA + tiny_npz + ["--epochs", "1", "--steps-per-epoch", "3", "--output", str(output)]
+    argv += ["--quiet"]
+    code, out, _ = run_cli(argv, capsys)
     assert code == 0
     assert "NaN" not in out and "Infinity" not in out
     records = [json.loads(line) for line in out.strip().splitlines()]  # stdout: JSON lines only
     assert records[0]["event"] == "start" and records[0]["picked"] == {"warmup": 0.1}
     assert records[1]["event"] == "epoch" and "val_accuracy" in records[1]
     assert records[-1]["event"] == "done" and records[-1]["output"] == str(output)
-    code, out, _ = run_cli(
-        ["train"] + QUICK + tiny_npz + ["--epochs", "1", "--steps-per-epoch", "3", "--output", str(output), "--quiet"],
-        capsys,
-    )
+    code, out, _ = run_cli(argv, capsys)
     assert code == 0 and json.loads(out.splitlines()[0])["event"] == "already_finished"
     code, out, _ = run_cli(["evaluate", str(output)], capsys)
     assert code == 0 and json.loads(out)["test_examples"] == 128
@@ -329,7 +306,10 @@ def test_jit_compile_and_steps_per_execution_reach_the_model(tmp_path, tiny_npz,
 def test_cli_trains_a_conv_stem_model(tmp_path, tiny_npz):
     output = tmp_path / "stem"
     argv = (
-        QUICK + tiny_npz + ["--stem", "conv", "--patch-size", "4", "--epochs", "1", "--output", str(output), "--quiet"]
+        QUICK
+        + NO_XLA
+        + tiny_npz
+        + ["--stem", "conv", "--patch-size", "4", "--epochs", "1", "--output", str(output), "--quiet"]
     )
     results = train.train(config_of(argv))
     assert results["status"] == "finished" and np.isfinite(results["test_loss"])
@@ -400,26 +380,30 @@ def test_fine_tuning_from_pretrained_weights_with_a_frozen_backbone(tmp_path):
         "96",
     ]
     output = tmp_path / "run"
-    argv = arch + [
-        "--dataset",
-        f"folder:{tmp_path / 'photos'}",
-        "--weights",
-        checkpoint,
-        "--freeze-backbone",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "4",
-        "--lr",
-        "1e-2",
-        "--precision",
-        "mixed_bfloat16",
-        "--no-tensorboard",
-        "--no-export",
-        "--output",
-        str(output),
-        "--quiet",
-    ]
+    argv = (
+        arch
+        + NO_XLA
+        + [
+            "--dataset",
+            f"folder:{tmp_path / 'photos'}",
+            "--weights",
+            checkpoint,
+            "--freeze-backbone",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--lr",
+            "1e-2",
+            "--precision",
+            "mixed_bfloat16",
+            "--no-tensorboard",
+            "--no-export",
+            "--output",
+            str(output),
+            "--quiet",
+        ]
+    )
     results = train.train(config_of(argv))
     assert results["status"] == "finished" and "test_accuracy" not in results  # no test/ folder
     reference = ViT(image_size=32, patch_size=8, embed_dim=48, depth=2, num_heads=3, mlp_dim=96, num_classes=2)
@@ -476,7 +460,7 @@ def test_schedule_picked_from_the_dataset_size(train_size, batch_size, epochs, w
         ("image_size", 30, "--image-size 30 is not divisible by the patch size 4"),
         ("early_stopping", -1, "--early-stopping must be an integer >= 0; found -1."),
         ("weight_decay", float("inf"), "--weight-decay must be a finite number >= 0; found inf."),
-        ("precision", "float16", "--precision must be one of ['float32', 'mixed_bfloat16', 'mixed_float16']"),
+        ("precision", "float16", f"--precision must be one of {list(PRECISIONS)}"),
         ("preset", "seed", "--preset must be one of"),
         ("quiet", "yes", "--quiet must be True or False; found 'yes'."),
     ],

@@ -1,7 +1,5 @@
 """Attention rollout, position-embedding similarity, confusion matrices and `vit-keras plot`."""
 
-import json
-
 import keras
 import numpy as np
 import pytest
@@ -52,7 +50,7 @@ def mnist():
         return {key: arrays[key] for key in ("x_train", "y_train", "x_test", "y_test")}
 
 
-def fit_seed_model(x, y, epochs, callbacks=()):
+def fit_seed_model(x, y, epochs):
     keras.utils.set_random_seed(0)
     model = vit_keras.ViT(**SEED_MODEL)
     model.compile(
@@ -68,21 +66,15 @@ def fit_seed_model(x, y, epochs, callbacks=()):
         batch_size=64,
         epochs=epochs,
         verbose=0,
-        callbacks=list(callbacks),
     )
     return model
 
 
 @pytest.fixture(scope="module")
-def fitted_run(mnist, tmp_path_factory):
-    """A run directory as `vit-keras train` writes it: a short `model.fit` with a CSVLogger."""
-    run_dir = tmp_path_factory.mktemp("run")
-    x, y = mnist["x_train"][:800, ..., None].astype("float32"), mnist["y_train"][:800]
-    logger = keras.callbacks.CSVLogger(str(run_dir / "metrics.csv"))
-    model = fit_seed_model(x, y, epochs=2, callbacks=[logger])
-    model.save(run_dir / "model.keras")
-    (run_dir / "config.json").write_text(json.dumps({"args": {"dataset": "mnist-sample", "seed": 0}}))
-    return model, run_dir
+def fitted_run(trained_run):
+    """(model, run directory) of the session's short `vit-keras train` run (conftest's `trained_run`)."""
+    run_dir, _ = trained_run
+    return keras.saving.load_model(run_dir / "model.keras"), run_dir
 
 
 def untrained(**overrides):

@@ -9,8 +9,9 @@ string arguments (presets, `POOLINGS`, `STEMS`, `DATA_FORMATS`, `NORMALIZATIONS`
 # Keras backends `vit-keras --backend` can select (Keras reads it once, at import).
 BACKENDS = ("tensorflow", "jax", "torch")
 
-# Keras dtype policies `vit-keras train --precision` accepts.
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+# Keras dtype policies `vit-keras train --precision` accepts; "auto" is resolved by
+# `vit_keras.performance.resolve_precision` (bfloat16 only where it was measured faster).
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 
 # Training-time image augmentations of `vit_keras.data`.
 AUGMENTATIONS = ("none", "shift", "digits", "natural", "randaugment")

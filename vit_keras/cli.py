@@ -198,7 +198,12 @@ def _add_train_optimisation(parser):
     opt.add_argument("--clipnorm", type=float, help="global gradient-norm clip (0: off)")
     opt.add_argument("--ema", type=float, help="EMA momentum of the weights, e.g. 0.999 (default: off)")
     opt.add_argument("--layer-decay", type=float, help="layer-wise learning-rate decay, e.g. 0.75 (default: off)")
-    opt.add_argument("--precision", choices=PRECISIONS, help="Keras dtype policy")
+    opt.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="Keras dtype policy; auto: mixed_bfloat16 on a GPU of compute capability >= 8 or, on PyTorch and "
+        "JAX, a CPU with AVX512_BF16/AMX; else float32",
+    )
     opt.add_argument("--seed", type=int, help="seed of the weights, the validation split and the augmentation")
     opt.add_argument(
         "--jit-compile", choices=JIT_CHOICES, help="XLA: auto (on for TensorFlow and JAX, off for PyTorch), on or off"

@@ -1,4 +1,4 @@
-"""The fast paths: XLA compilation, steps per execution, bfloat16 where the hardware has it.
+"""The fast paths: XLA compilation, steps per execution, bfloat16 where it is measured faster, all CPUs.
 
     keras.mixed_precision.set_global_policy(fast_precision())   # before building the model
     model = vit_keras.vit_ti16()
@@ -6,9 +6,20 @@
     vit_keras.export_saved_model(model, "saved_models/vit", jit_compile=True)  # XLA-compiled serving
 
 (The SavedModel exporter is `vit_keras.export.export_saved_model`; `jit_compile=True` is its fast path.)
+
+The trainer (`vit_keras.train`) calls `configure_cpu_threads()` before its first TensorFlow op and
+resolves `--precision auto` with `resolve_precision`.
 """
 
+import os
+import sys
+
 import keras
+
+from vit_keras.choices import PRECISIONS
+
+BFLOAT16 = "mixed_bfloat16"
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of native bfloat16 matmuls
 
 
 def fast_compile_options(steps_per_execution=8):
@@ -69,20 +80,174 @@ def bfloat16_supported():
 
 
 def _gpu_has_bf16():
+    return gpu_compute_capability() >= (8, 0)
+
+
+def gpu_compute_capability():
+    """(major, minor) CUDA compute capability of the first GPU the backend sees; (0, 0) when unknown."""
     backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
 
-        gpus = tf.config.list_physical_devices("GPU")
-        capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0))
-        return tuple(capability) >= (8, 0)
-    if backend == "torch":
-        import torch
+            gpus = tf.config.list_physical_devices("GPU")
+            capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0))
+        elif backend == "torch":
+            import torch
 
-        return torch.cuda.is_bf16_supported()
-    return True  # JAX: recent NVIDIA GPUs and TPUs
+            capability = torch.cuda.get_device_capability(0)
+        else:
+            import jax
+
+            capability = str(getattr(jax.devices("gpu")[0], "compute_capability", "0.0")).split(".")
+        return tuple(int(part) for part in capability[:2])
+    except (AssertionError, IndexError, ValueError, RuntimeError):  # no GPU, or a CPU-only build
+        return (0, 0)
 
 
 def fast_precision():
     """ "mixed_bfloat16" where the hardware runs bfloat16 natively, else "float32"."""
     return "mixed_bfloat16" if bfloat16_supported() else "float32"
+
+
+def pick_precision(backend=None):
+    """The dtype policy `--precision auto` resolves to on this machine, and why.
+
+    bfloat16 (`"mixed_bfloat16"`) only where it was measured faster than float32: a GPU of compute
+    capability >= 8.0 (any backend), or a CPU with AVX512_BF16 or AMX-BF16 on the PyTorch and JAX
+    backends. TensorFlow on the CPU stays in float32: its `mixed_bfloat16` training was measured
+    slower than its float32 on an AVX512_BF16 CPU (AMD Zen 4), where PyTorch's bfloat16 was 1.4x
+    faster than its float32.
+
+    Args:
+        backend: the Keras backend name; default: the current one.
+
+    Returns:
+        (policy, reason): a value of `vit_keras.choices.PRECISIONS` other than "auto", and one
+        sentence naming the device, CPU flag or backend it was picked for.
+    """
+    backend = backend or keras.backend.backend()
+    if has_gpu():
+        major, minor = gpu_compute_capability()
+        if (major, minor) >= (8, 0):
+            return BFLOAT16, f"GPU of compute capability {major}.{minor}: native bfloat16"
+        return "float32", f"GPU of compute capability {major}.{minor}: below 8.0, no native bfloat16"
+    native = sorted(cpu_flags() & set(CPU_BF16_FLAGS))
+    if not native:
+        return "float32", f"CPU without {' or '.join(CPU_BF16_FLAGS)}: bfloat16 would be emulated"
+    if backend == "tensorflow":
+        return "float32", (f"TensorFlow on a CPU with {native[0]}: its mixed_bfloat16 was measured slower than float32")
+    return BFLOAT16, f"{backend} on a CPU with {native[0]}: native bfloat16"
+
+
+def resolve_precision(precision, backend=None):
+    """`precision` itself, or for "auto" the policy `pick_precision` gives; and the reason.
+
+    Args:
+        precision: a value of `vit_keras.choices.PRECISIONS` ("auto", "float32", ...).
+        backend: the Keras backend name; default: the current one.
+
+    Returns:
+        (policy, reason): the Keras dtype policy name and one sentence saying why it was chosen.
+
+    Raises:
+        ValueError: `precision` is not one of `PRECISIONS`.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {list(PRECISIONS)}; found {precision!r}.")
+    if precision != "auto":
+        return precision, "asked for with --precision"
+    policy, reason = pick_precision(backend)
+    return policy, f"--precision auto: {reason}"
+
+
+def process_cpus():
+    """The CPUs this process may run on: the union of the affinity masks of all its threads.
+
+    A `taskset` or cgroup limit applies to every thread and stays in the union; a library that pins
+    only the calling thread (OpenMP runtimes bind the thread that starts them) does not shrink it.
+    """
+    cpus = set(os.sched_getaffinity(0))
+    try:
+        thread_ids = os.listdir("/proc/self/task")
+    except OSError:  # no procfs: the calling thread's mask is all there is to go by
+        return cpus
+    for thread_id in thread_ids:
+        try:
+            cpus |= os.sched_getaffinity(int(thread_id))
+        except OSError:  # the thread ended meanwhile
+            pass
+    return cpus
+
+
+def configure_cpu_threads():
+    """Let the backend's thread pools run on every CPU of the process; call before the first TF op.
+
+    TensorFlow (and XLA) create their thread pools on first use, sized by and inheriting the CPU
+    affinity of the thread that creates them. When that thread has been pinned to one core, every
+    pool computes on that one core, whatever `TF_NUM_INTRAOP_THREADS` says. This widens the calling
+    thread's affinity back to `process_cpus()` and, on TensorFlow, sets the intra- and inter-op
+    pools to one thread per CPU (unless `TF_NUM_INTRAOP_THREADS` / `TF_NUM_INTEROP_THREADS` set them).
+
+    Returns:
+        {"cpus": sorted CPU ids, "widened_from": the calling thread's CPUs before, or None when
+        they were all already allowed, "intra_op" and "inter_op": TensorFlow's pool sizes (an int
+        set here; "N (TF_NUM_..._THREADS)" where that variable sets it; None on another backend or
+        when TensorFlow was already running), "summary": one line saying what was set}.
+    """
+    cpus = process_cpus()
+    before = set(os.sched_getaffinity(0))
+    if before != cpus:
+        os.sched_setaffinity(0, cpus)
+    intra_op, inter_op, note = _set_tensorflow_pools(len(cpus))
+    summary = f"{len(cpus)} of {os.cpu_count()} CPUs ({_cpu_list(cpus)})" + (
+        f", this thread widened from {_cpu_list(before)}" if before != cpus else ""
+    )
+    if intra_op or inter_op:
+        summary += f"; TensorFlow intra-op {intra_op}, inter-op {inter_op} threads"
+    summary += note
+    return {
+        "cpus": sorted(cpus),
+        "widened_from": sorted(before) if before != cpus else None,
+        "intra_op": intra_op,
+        "inter_op": inter_op,
+        "summary": summary,
+    }
+
+
+def _set_tensorflow_pools(count):
+    """(intra-op, inter-op, note): the pool sizes TensorFlow gets; it sizes its pools once, at its first op.
+
+    A pool whose `TF_NUM_INTRAOP_THREADS` / `TF_NUM_INTEROP_THREADS` is set is left to TensorFlow.
+    """
+    if "tensorflow" not in sys.modules and keras.backend.backend() != "tensorflow":
+        return None, None, ""
+    import tensorflow as tf
+
+    threading = tf.config.threading
+    pools = {
+        "TF_NUM_INTRAOP_THREADS": (
+            threading.get_intra_op_parallelism_threads,
+            threading.set_intra_op_parallelism_threads,
+        ),
+        "TF_NUM_INTEROP_THREADS": (
+            threading.get_inter_op_parallelism_threads,
+            threading.set_inter_op_parallelism_threads,
+        ),
+    }
+    sizes = []
+    try:
+        for variable, (get, set_threads) in pools.items():
+            if os.environ.get(variable):
+                sizes.append(f"{os.environ[variable]} ({variable})")
+                continue
+            if get() != count:
+                set_threads(count)
+            sizes.append(count)
+    except RuntimeError:  # TensorFlow already started its pools (an earlier op): they keep their size
+        return None, None, " (TensorFlow was already running: its pools keep their sizes)"
+    return sizes[0], sizes[1], ""
+
+
+def _cpu_list(cpus):
+    return ",".join(str(cpu) for cpu in sorted(cpus))

@@ -12,8 +12,14 @@ optimizer takes as many steps as an uninterrupted run; a run killed later skips 
 (evaluation, export). A finished run is left as it is unless `overwrite=True`.
 
 Picked defaults (when `batch_size`, `epochs` or `warmup` is None): see `pick_schedule`.
+
+Set-up, before the first TensorFlow op: `vit_keras.performance.configure_cpu_threads` lets the
+thread pools run on every allowed CPU, and `--precision auto` (the default) is resolved by
+`vit_keras.performance.resolve_precision`; the run directory records the resolved policy, and a
+resumed run must resolve to the same one.
 """
 
+import dataclasses
 import math
 import os
 import pathlib
@@ -31,7 +37,7 @@ from vit_keras.curves import plot_training_curves
 from vit_keras.distribute import setup_distribution
 from vit_keras.model import ViT
 from vit_keras.optim import make_optimizer
-from vit_keras.performance import fast_compile_options
+from vit_keras.performance import configure_cpu_threads, fast_compile_options, resolve_precision
 from vit_keras.predict import evaluate_model
 from vit_keras.train_config import TrainConfig, flag
 
@@ -239,8 +245,11 @@ def make_callbacks(config, folder, backup, best=None):
 # ----------------------------------------------------------------------------- the run directory
 
 
-def _open_run(config):
-    """(RunDirectory, its phase or None), after refusing a directory made with other options."""
+def _open_run(config, asked_precision=None):
+    """(RunDirectory, its phase or None), after refusing a directory made with other options.
+
+    `asked_precision`: the --precision given ("auto"), when `config.precision` is what it resolved to.
+    """
     run = runs.RunDirectory(config.output or f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}")
     if config.overwrite or not run.has_config():
         return run, None
@@ -249,7 +258,12 @@ def _open_run(config):
     wanted = config.run_options()
     differ = [name for name in wanted if stored.get(name, "<missing>") != wanted[name]]
     if differ:
-        changes = ", ".join(f"{flag(n)} {wanted[n]!r} (run has {stored.get(n, 'nothing')!r})" for n in differ)
+        resolved = {}
+        if asked_precision:  # "auto": say what it resolved to on this machine
+            resolved["precision"] = f"{asked_precision} (resolves to {config.precision!r} here)"
+        changes = ", ".join(
+            f"{flag(n)} {resolved.get(n, repr(wanted[n]))} (run has {stored.get(n, 'nothing')!r})" for n in differ
+        )
         raise ValueError(
             f"run directory {run.path} was made with other options: {changes}; rerun with its "
             f"options, choose another --output, or pass --overwrite to start it again."
@@ -257,7 +271,7 @@ def _open_run(config):
     return run, run.phase()
 
 
-def _write_config(run, config, data, plan, model):
+def _write_config(run, config, data, plan, model, setup):
     if run.has_config():
         return
     splits = data["splits"]
@@ -283,6 +297,8 @@ def _write_config(run, config, data, plan, model):
             "steps_per_epoch": data["schedule"]["steps_per_epoch"],
             "global_batch": plan.global_batch,
             "distribute": {"mode": plan.mode, "replicas": plan.num_replicas},
+            "precision": {"policy": config.precision, "reason": setup["precision_reason"]},
+            "cpu_threads": setup["cpu_threads"],
         },
     )
 
@@ -350,8 +366,11 @@ def _compiled_model(config, data, plan):
     return model
 
 
-def _announce(config, run, data, model, resume):
+def _announce(config, run, data, model, resume, setup):
     schedule, splits = data["schedule"], data["splits"]
+    if not config.quiet:  # under --quiet these are fields of the "start" event
+        print(f"Precision: {config.precision} ({setup['precision_reason']})", flush=True)
+        print(f"CPU threads: {setup['cpu_threads']['summary']}", flush=True)
     picked = {name: schedule[name] for name in schedule["picked"]}
     steps = schedule["steps_per_epoch"]
     text = (
@@ -371,6 +390,9 @@ def _announce(config, run, data, model, resume):
         epochs=schedule["epochs"],
         batch_size=schedule["batch_size"],
         steps_per_epoch=steps,
+        precision=config.precision,
+        precision_reason=setup["precision_reason"],
+        cpu_threads=setup["cpu_threads"]["summary"],
     )
     if steps < MIN_STEPS_PER_EPOCH:
         _warn(
@@ -384,7 +406,7 @@ def _announce(config, run, data, model, resume):
         )
 
 
-def _fit(config, run, plan, callbacks):
+def _fit(config, run, plan, callbacks, setup):
     """Train (or resume training); return (model or None when no epoch was finite, data, rows of metrics)."""
     backup = runs.RunBackup(run / runs.BACKUP, is_chief=plan.is_chief, collective_save=plan.collective_save)
     resume = runs.read_backup(run / runs.BACKUP)
@@ -393,9 +415,9 @@ def _fit(config, run, plan, callbacks):
     folder = run.path if plan.is_chief else pathlib.Path(plan.output_path(run.path))
     if plan.is_chief:
         folder.mkdir(parents=True, exist_ok=True)
-        _write_config(run, config, data, plan, model)
+        _write_config(run, config, data, plan, model, setup)
         run.set_phase("training")
-    _announce(config, run, data, model, resume)
+    _announce(config, run, data, model, resume, setup)
     accuracies = [h["val_accuracy"] for h in (resume or {}).get("history", []) if h.get("val_accuracy") is not None]
     own = make_callbacks(config, folder, backup, max(accuracies, default=None))
     own = own if plan.is_chief or plan.collective_save else [backup, keras.callbacks.TerminateOnNaN()]
@@ -458,6 +480,18 @@ def _export(config, run, model, results):
     return results
 
 
+def _set_up(config):
+    """(config with --precision resolved, {"cpu_threads", "precision_reason", "asked_precision"}).
+
+    Runs before the first TensorFlow op, so that the CPU thread settings reach TensorFlow's pools.
+    """
+    cpu_threads = configure_cpu_threads()
+    precision, reason = resolve_precision(config.precision)
+    asked = config.precision if config.precision != precision else None
+    setup = {"cpu_threads": cpu_threads, "precision_reason": reason, "asked_precision": asked}
+    return dataclasses.replace(config, precision=precision), setup
+
+
 def train(config, callbacks=()):
     """Train, evaluate and export as `config` says, or resume a killed run; return its results.
 
@@ -478,7 +512,8 @@ def train(config, callbacks=()):
         raise ValueError(f"config must be a vit_keras.train_config.TrainConfig; found {type(config).__name__}.")
     started = time.time()
     config.validate()
-    run, phase = _open_run(config)
+    config, setup = _set_up(config)
+    run, phase = _open_run(config, setup["asked_precision"])
     if phase == "finished":
         run.finish()  # a kill may have left the backup of a finished run
         results = run.read_results()
@@ -498,7 +533,7 @@ def train(config, callbacks=()):
         run.clean_stale()
     model = None
     if phase in (None, "training"):
-        model, data, rows = _fit(config, run, plan, callbacks)
+        model, data, rows = _fit(config, run, plan, callbacks, setup)
         if not plan.is_chief:
             return {"status": "finished", "output": str(run.path)}
         results = _evaluate(config, run, model, data, rows, started)

@@ -65,7 +65,7 @@ class TrainConfig:
     clipnorm: float = 1.0
     ema: float | None = None
     layer_decay: float | None = None
-    precision: str = "float32"
+    precision: str = "auto"
     seed: int = 0
     jit_compile: str = "auto"
     steps_per_execution: int = 1

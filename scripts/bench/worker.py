@@ -2,7 +2,9 @@
 
 Protocol (line-based, so the orchestrator can interleave several live workers):
   argv[1] is the JSON spec; the worker prints `@@BENCH {"ready": ...}` once built and warmed up,
-  then for each stdin line `run STEPS` prints `@@BENCH {"seconds": ..., "load": ...}`,
+  then for each stdin line `run STEPS` prints `@@BENCH {"seconds": ..., "load": ..., "usage": ...}`
+  (`usage`: CPU and wall time of the call, per thread; see bench/cpu_use.py), for `latency CALLS`
+  (workloads with a batch-1 path: the "serve" task) prints `@@BENCH {"call_seconds": [...]}`,
   and for `quit` prints `@@BENCH {"peak_rss_mb": ...}` and exits. Errors print `@@BENCH {"error": ...}`.
 """
 
@@ -30,6 +32,32 @@ def main():
     from bench.flops import preset_forward_flops
     from bench.workloads import build_workload
 
+    cpu_threads = None
+    if spec["impl"] == "vit_keras":  # what the trainer does before its first op (peers keep their defaults)
+        from vit_keras.performance import configure_cpu_threads
+
+        cpu_threads = configure_cpu_threads()["summary"]
+    workload = _build_and_warm_up(spec, preset_forward_flops, build_workload, cpu_threads)
+    if workload is None:
+        return 1
+    for line in sys.stdin:
+        command = line.split()
+        if not command:
+            continue
+        if command[0] == "quit":
+            break
+        try:
+            emit(_serve_command(workload, command[0], int(command[1])))
+        except Exception as error:
+            traceback.print_exc()
+            emit({"error": f"{type(error).__name__}: {error}"})
+            return 1
+    emit({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+    return 0
+
+
+def _build_and_warm_up(spec, preset_forward_flops, build_workload, cpu_threads=None):
+    """Build the workload, run its warm-up, print the ready line; None (error printed) on failure."""
     try:
         start = time.perf_counter()
         workload = build_workload(spec)
@@ -37,6 +65,8 @@ def main():
         warmup = max(int(spec.get("warmup_steps", 1)), 1)
         warmup += -warmup % workload.step_multiple
         first = workload.run(warmup)  # compiles / traces, then settles the allocator and autotuners
+        if workload.latency is not None:
+            workload.latency(warmup)  # the batch-1 path compiles separately
         flops = None
         if spec["impl"] != "matmul":
             flops = preset_forward_flops(spec["preset"], spec["image_size"], spec["num_classes"])
@@ -47,30 +77,32 @@ def main():
                 "first_run_s": first,
                 "forward_flops": flops,
                 "step_multiple": workload.step_multiple,
+                "has_latency": workload.latency is not None,
                 "info": workload.info,
+                "cpu_threads": cpu_threads,
             }
         )
     except Exception as error:  # reported to the orchestrator, which carries on without this worker
         traceback.print_exc()
         emit({"error": f"{type(error).__name__}: {error}"})
-        return 1
+        return None
+    return workload
 
-    for line in sys.stdin:
-        command = line.split()
-        if not command:
-            continue
-        if command[0] == "quit":
-            break
-        steps = int(command[1])
-        load = os.getloadavg()[0]
-        try:
-            emit({"seconds": workload.run(steps), "steps": steps, "load": load})
-        except Exception as error:
-            traceback.print_exc()
-            emit({"error": f"{type(error).__name__}: {error}"})
-            return 1
-    emit({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
-    return 0
+
+def _serve_command(workload, command, count):
+    """The reply to `run STEPS` or `latency CALLS`."""
+    from bench import cpu_use
+
+    if command == "latency":
+        if workload.latency is None:
+            raise ValueError("command 'latency' needs a workload with a batch-1 path (task 'serve')")
+        return {"call_seconds": workload.latency(count)}
+    if command != "run":
+        raise ValueError(f"command must be 'run', 'latency' or 'quit'; found {command!r}")
+    load = os.getloadavg()[0]
+    before = cpu_use.snapshot()
+    seconds = workload.run(count)
+    return {"seconds": seconds, "steps": count, "load": load, "usage": cpu_use.usage(before, cpu_use.snapshot())}
 
 
 if __name__ == "__main__":

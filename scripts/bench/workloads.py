@@ -4,6 +4,12 @@
 returns the seconds they took, synchronised (results are materialised before the clock stops).
 Every framework gets the same synthetic batch: `synthetic_batch(spec)` is seeded.
 
+Tasks: "train" (`model.fit` steps; timm: its own loop), "infer" (the Keras model's
+`predict_on_batch`; timm: eager forward under `torch.inference_mode`), "savedmodel" (ours only:
+the exported SavedModel's `serving_default`) and "serve": the same two inference paths (ours
+through the SavedModel, timm eager), plus `Workload.latency(calls)`, the seconds of each of
+`calls` single-image calls (the batch-1 latency of a serving request).
+
 Frameworks ("impl"):
   vit_keras  this library on the Keras backend of the worker process (KERAS_BACKEND)
   timm       timm's VisionTransformer on PyTorch (eager, or torch.compile with spec["torch_compile"])
@@ -21,7 +27,7 @@ import time
 import numpy as np
 
 IMPLS = ("vit_keras", "timm", "keras-hub", "matmul")
-TASKS = ("train", "infer", "savedmodel")
+TASKS = ("train", "infer", "savedmodel", "serve")
 
 
 @dataclasses.dataclass
@@ -29,6 +35,7 @@ class Workload:
     run: callable  # run(steps) -> seconds
     info: dict  # what was actually configured (reported with the results)
     step_multiple: int = 1  # steps must be a multiple of this (steps_per_execution)
+    latency: callable = None  # latency(calls) -> [seconds of each batch-1 call]; task "serve" only
 
 
 def preset_architecture(name):
@@ -93,8 +100,8 @@ def vit_keras_workload(spec):
     jit = _parse_jit(spec.get("jit_compile", "true"))
     spe = int(spec.get("steps_per_execution", 1))
     info = {"backend": keras.backend.backend(), "jit_compile": jit, "steps_per_execution": spe}
-    if spec["task"] == "savedmodel":
-        return _savedmodel_workload(model, images, jit, info)
+    if spec["task"] in ("savedmodel", "serve"):
+        return _savedmodel_workload(model, images, jit, info, with_latency=spec["task"] == "serve")
     model.compile(optimizer=_keras_optimizer(), loss=_keras_loss(), jit_compile=jit, steps_per_execution=spe)
     if spec["task"] == "train":
         dataset = _repeated_dataset(images, labels)
@@ -121,9 +128,10 @@ def _repeated_dataset(images, labels):
     return tf.data.Dataset.from_tensors((images, labels)).repeat().with_options(fixed_parallelism_options())
 
 
-def _savedmodel_workload(model, images, jit, info):
-    """Export `model` with `vit_keras.export_saved_model` (XLA when `jit`), reload it, time
-    `serving_default` (the model plus its input checks, softmax and top-k)."""
+def _savedmodel_workload(model, images, jit, info, with_latency=False):
+    """Export `model` with `vit_keras.export_saved_model` (XLA when `jit`), reload it with
+    `tf.saved_model.load`, time `serving_default` (the model plus its input checks, softmax and
+    top-k) on the batch and, `with_latency`, on its first image alone, call by call."""
     import tensorflow as tf
 
     from vit_keras.export import export_saved_model
@@ -132,11 +140,18 @@ def _savedmodel_workload(model, images, jit, info):
     path = export_saved_model(model, os.path.join(root, "savedmodel"), jit_compile=jit is True)
     loaded = tf.saved_model.load(path)
     serve = loaded.signatures["serving_default"]
-    # `loaded` stays referenced by the closure below: the served function needs its variables alive.
     shutil.rmtree(root, ignore_errors=True)
-    batch = tf.constant(images)
-    info = dict(info, exported_with_xla=jit is True)
-    return Workload(lambda steps: _timed(lambda: [serve(images=batch)["logits"].numpy() for _ in range(steps)]), info)
+    batch, single = tf.constant(images), tf.constant(images[:1])
+    info = dict(info, exported_with_xla=jit is True, signature="serving_default")
+
+    def run(steps):
+        return _timed(lambda: [serve(images=batch)["logits"].numpy() for _ in range(steps)])
+
+    def latency(calls):
+        return [_timed(lambda: serve(images=single)["logits"].numpy()) for _ in range(calls)]
+
+    run.loaded = loaded  # the signature needs the loaded object (its variables) alive
+    return Workload(run, info, latency=latency if with_latency else None)
 
 
 # ---------------------------------------------------------------- keras-hub
@@ -242,9 +257,9 @@ def timm_workload(spec):
     else:
         model.eval()
 
-        def step():
+        def step(inputs=x):
             with torch.inference_mode(), autocast():
-                forward(x)
+                forward(inputs)
 
     def run(steps):
         def steps_fn():
@@ -254,7 +269,10 @@ def timm_workload(spec):
 
         return _timed(steps_fn)
 
-    return Workload(run, info)
+    def latency(calls):
+        return [_timed(lambda: (step(x[:1]), sync())) for _ in range(calls)]
+
+    return Workload(run, info, latency=latency if spec["task"] == "serve" else None)
 
 
 # ---------------------------------------------------------------- matmul peak
@@ -331,4 +349,6 @@ def build_workload(spec):
         raise ValueError(f"task must be one of {list(TASKS)}; found {spec['task']!r}.")
     if spec["task"] == "savedmodel" and spec["impl"] != "vit_keras":
         raise ValueError(f"task 'savedmodel' is measured for vit_keras only; found impl {spec['impl']!r}.")
+    if spec["task"] == "serve" and spec["impl"] not in ("vit_keras", "timm"):
+        raise ValueError(f"task 'serve' is measured for vit_keras and timm; found impl {spec['impl']!r}.")
     return builders[spec["impl"]](spec)

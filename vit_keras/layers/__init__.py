@@ -22,6 +22,7 @@ from vit_keras.layers.encoder_block import TransformerEncoderBlock
 from vit_keras.layers.legacy import AddPositionEmbs, TransformerBlock
 from vit_keras.layers.patch_embedding import PatchEmbedding
 from vit_keras.layers.position_embedding import PositionEmbedding, resample_position_table
+from vit_keras.layers.self_attention import SelfAttention
 from vit_keras.layers.token_pooling import TokenPooling
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "DropPath",
     "PatchEmbedding",
     "PositionEmbedding",
+    "SelfAttention",
     "TokenPooling",
     "TransformerBlock",
     "TransformerEncoderBlock",

@@ -3,6 +3,8 @@
 import keras
 
 from vit_keras.layers.drop_path import DropPath
+from vit_keras.layers.linear import BiasFusedDense
+from vit_keras.layers.self_attention import SelfAttention
 from vit_keras.validation import check_positive, check_rate
 
 
@@ -10,17 +12,18 @@ from vit_keras.validation import check_positive, check_rate
 class TransformerEncoderBlock(keras.layers.Layer):
     """The pre-norm Transformer encoder block of ViT.
 
-    `x + DropPath(Dropout(MHA(LN(x))))`, then `x + DropPath(MLP(LN(x)))`, where the MLP is
+    `x + DropPath(Dropout(SelfAttention(LN(x))))`, then `x + DropPath(MLP(LN(x)))`, where the MLP is
     Dense(mlp_dim, exact GELU) -> Dropout -> Dense(D) -> Dropout. The sublayers are `norm1`,
-    `attention` (a `keras.layers.MultiHeadAttention` with Google's weight layout: query, key
-    and value kernels (D, heads, D / heads), biases (heads, D / heads), output kernel
-    (heads, D / heads, D)), `norm2`, `mlp_in` and `mlp_out`.
+    `attention` (a `SelfAttention`: fused query/key/value kernel (D, 3D) and bias (3D,),
+    output kernel (D, D) and bias (D,)), `norm2`, `mlp_in` and `mlp_out`. Dropout and
+    stochastic depth are called only in training and at a rate above 0.
 
     Args:
         num_heads: attention heads; must divide the token width D.
         mlp_dim: hidden width of the MLP.
         dropout: dropout after attention and in the MLP.
-        attention_dropout: dropout on the attention weights (disables the fused kernel).
+        attention_dropout: dropout on the attention weights (in training, the weights are then
+            formed explicitly instead of by the fused kernel).
         drop_path: stochastic-depth rate of both residual branches.
         layer_norm_epsilon: epsilon of both LayerNorms.
         **kwargs: standard `keras.layers.Layer` arguments (`name`, `dtype`, ...).
@@ -76,37 +79,37 @@ class TransformerEncoderBlock(keras.layers.Layer):
             raise ValueError(f"embed_dim must be divisible by num_heads={self.num_heads}; found embed_dim {dim}.")
         policy = self.dtype_policy
         self.norm1 = keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, dtype=policy, name="norm1")
-        self.attention = keras.layers.MultiHeadAttention(
-            num_heads=self.num_heads,
-            key_dim=dim // self.num_heads,
-            dropout=self.attention_dropout,
-            dtype=policy,
-            name="attention",
-        )
+        self.attention = SelfAttention(self.num_heads, dropout=self.attention_dropout, dtype=policy, name="attention")
         self.norm2 = keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, dtype=policy, name="norm2")
-        self.mlp_in = keras.layers.Dense(self.mlp_dim, activation="gelu", dtype=policy, name="mlp_in")
-        self.mlp_out = keras.layers.Dense(dim, dtype=policy, name="mlp_out")
-        self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=policy)
-        self.drop_path_layer = DropPath(self.drop_path, dtype=policy)
+        self.mlp_in = BiasFusedDense(self.mlp_dim, activation="gelu", dtype=policy, name="mlp_in")
+        self.mlp_out = BiasFusedDense(dim, dtype=policy, name="mlp_out")
+        # None at rate 0: `_dropout` / `_drop_path` then return their input and add nothing to the graph.
+        self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=policy) if self.dropout else None
+        self.drop_path_layer = DropPath(self.drop_path, dtype=policy) if self.drop_path else None
 
         self.norm1.build(input_shape)
-        self.attention.build(input_shape, input_shape)
+        self.attention.build(input_shape)
         self.norm2.build(input_shape)
         self.mlp_in.build(input_shape)
         self.mlp_out.build(tuple(input_shape[:-1]) + (self.mlp_dim,))
 
+    def _dropout(self, x, training):
+        return self.dropout_layer(x, training=training) if training and self.dropout_layer else x
+
+    def _drop_path(self, x, training):
+        return self.drop_path_layer(x, training=training) if training and self.drop_path_layer else x
+
     def call(self, x, training=None, return_attention_scores=False):
         y = self.norm1(x)
         if return_attention_scores:
-            y, scores = self.attention(y, y, training=training, return_attention_scores=True)
+            y, scores = self.attention(y, training=training, return_attention_scores=True)
         else:
-            y = self.attention(y, y, training=training)
-        x = x + self.drop_path_layer(self.dropout_layer(y, training=training), training=training)
+            y = self.attention(y, training=training)
+        x = x + self._drop_path(self._dropout(y, training), training)
 
-        y = self.mlp_in(self.norm2(x))
-        y = self.dropout_layer(y, training=training)
-        y = self.dropout_layer(self.mlp_out(y), training=training)
-        x = x + self.drop_path_layer(y, training=training)
+        y = self._dropout(self.mlp_in(self.norm2(x)), training)
+        y = self._dropout(self.mlp_out(y), training)
+        x = x + self._drop_path(y, training)
         return (x, scores) if return_attention_scores else x
 
     def compute_output_shape(self, input_shape):

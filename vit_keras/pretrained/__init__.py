@@ -5,7 +5,7 @@ published weights by name (`list_models(pretrained=True)` lists them); `load_pre
 source)` loads a file, folder, URL, `hf://ORG/NAME` snapshot or published name into a model.
 """
 
-from vit_keras.pretrained.canonical import adapt_input_channels, assign_weights, model_variables
+from vit_keras.pretrained.canonical import CanonicalWeight, adapt_input_channels, assign_weights, model_variables
 from vit_keras.pretrained.download import download
 from vit_keras.pretrained.factory import create_model, list_models, preset_weight_defaults, pretrained_defaults
 from vit_keras.pretrained.files import CheckpointError, read_checkpoint
@@ -19,6 +19,7 @@ from vit_keras.pretrained.timm import is_timm_checkpoint, timm_to_canonical
 
 __all__ = [
     "PUBLISHED",
+    "CanonicalWeight",
     "CheckpointError",
     "adapt_input_channels",
     "assign_weights",

@@ -8,16 +8,55 @@ Names: `patch_embedding/{kernel,bias}`, `class_token`, `position_embedding`,
 `encoder_block_{i}/attention/{query,key,value,out}/{kernel,bias}`,
 `encoder_block_{i}/{mlp_in,mlp_out}/{kernel,bias}`, `encoder_norm/{scale,bias}`,
 `pre_logits/{kernel,bias}` (optional), `head/{kernel,bias}` (optional).
+
+The attention weights keep Google's per-head shapes (query, key and value kernels
+(D, heads, d), biases (heads, d), out kernel (heads, d, D), bias (D,)); `model_variables`
+maps them onto blocks of each encoder block's fused `SelfAttention` variables.
 """
 
 import logging
 
+import keras
 import numpy as np
 
 from vit_keras.pretrained.files import CheckpointError
 from vit_keras.pretrained.resample import resample_table
 
 log = logging.getLogger("vit_keras")
+
+
+class CanonicalWeight:
+    """One canonical weight: a model variable, or a block of a fused attention variable.
+
+    Attributes:
+        name: the canonical name.
+        variable: the `keras.Variable` that holds the weight.
+        index: the slice of `variable` it occupies (`()`: the whole variable).
+        shape: the canonical shape, which `variable[index]` takes when reshaped.
+        dtype: the variable's dtype.
+    """
+
+    def __init__(self, name, variable, index=(), shape=None):
+        self.name = name
+        self.variable = variable
+        self.index = index
+        self.shape = tuple(variable.shape) if shape is None else tuple(shape)
+        self.dtype = variable.dtype
+
+    def numpy(self):
+        """The weight's current value, a NumPy array of `shape`."""
+        return self.read(keras.ops.convert_to_numpy(self.variable))
+
+    def read(self, value):
+        """This weight's block of `value`, a NumPy array of the variable's shape."""
+        return np.asarray(value)[self.index].reshape(self.shape)
+
+    def write(self, value, array):
+        """Write `array` (of `shape`) into this weight's block of `value`, in place."""
+        value[self.index] = np.reshape(array, value[self.index].shape)
+
+    def __repr__(self):
+        return f"<CanonicalWeight {self.name} shape={self.shape} of {self.variable.path}>"
 
 
 def _layer_norm(layer):
@@ -28,31 +67,63 @@ def _dense(layer):
     return {"kernel": layer.kernel, "bias": layer.bias}
 
 
+def _attention(prefix, layer):
+    """The canonical per-head weights of a `SelfAttention`, as blocks of its fused variables."""
+    dim, heads = layer.out_kernel.shape[0], layer.num_heads
+    per_head = (heads, dim // heads)
+    weights = {}
+    for i, part in enumerate(("query", "key", "value")):
+        block = slice(i * dim, (i + 1) * dim)
+        weights[f"{prefix}/{part}/kernel"] = (layer.qkv_kernel, (slice(None), block), (dim,) + per_head)
+        weights[f"{prefix}/{part}/bias"] = (layer.qkv_bias, (block,), per_head)
+    weights[f"{prefix}/out/kernel"] = (layer.out_kernel, (), per_head + (dim,))
+    weights[f"{prefix}/out/bias"] = (layer.out_bias, (), None)
+    return {name: CanonicalWeight(name, *spec) for name, spec in weights.items()}
+
+
 def model_variables(model):
-    """{canonical name: keras variable} for a ViT model (the head and pre-logits when present)."""
-    names = {layer.name for layer in model.layers}
-    groups = {
-        "patch_embedding": _dense(model.get_layer("patch_embedding").projection),
-        "encoder_norm": _layer_norm(model.get_layer("encoder_norm")),
-    }
+    """The canonical weights of a ViT model (the head and pre-logits when present).
+
+    Args:
+        model: a `vit_keras.ViT` with the patch stem.
+
+    Returns:
+        {canonical name: `CanonicalWeight`}: each names the model variable that holds the
+        weight (`.variable`), the block of it (`.index`), the canonical `.shape` and `.dtype`,
+        and reads the value with `.numpy()`. The attention weights keep Google's per-head
+        shapes (query kernel (D, heads, d), ...) and are blocks of the fused `SelfAttention`
+        variables; every other weight is a whole variable.
+
+    Example:
+
+    >>> import vit_keras
+    >>> model = vit_keras.ViT(image_size=28, patch_size=7, in_channels=1, num_classes=10,
+    ...                       embed_dim=16, depth=1, num_heads=2, mlp_dim=32)
+    >>> weight = model_variables(model)["encoder_block_0/attention/query/kernel"]
+    >>> weight.shape, weight.variable.path, weight.numpy().shape
+    ((16, 2, 8), 'encoder_block_0/attention/qkv_kernel', (16, 2, 8))
+    """
+    weights = {}
+
+    def add(group, leaves):
+        weights.update({f"{group}/{leaf}": CanonicalWeight(f"{group}/{leaf}", v) for leaf, v in leaves.items()})
+
+    add("patch_embedding", _dense(model.get_layer("patch_embedding").projection))
+    add("encoder_norm", _layer_norm(model.get_layer("encoder_norm")))
     for i in range(model.depth):
         block = model.get_layer(f"encoder_block_{i}")
-        attention = block.attention
-        groups[f"encoder_block_{i}/norm1"] = _layer_norm(block.norm1)
-        groups[f"encoder_block_{i}/norm2"] = _layer_norm(block.norm2)
-        groups[f"encoder_block_{i}/attention/query"] = _dense(attention.query_dense)
-        groups[f"encoder_block_{i}/attention/key"] = _dense(attention.key_dense)
-        groups[f"encoder_block_{i}/attention/value"] = _dense(attention.value_dense)
-        groups[f"encoder_block_{i}/attention/out"] = _dense(attention.output_dense)
-        groups[f"encoder_block_{i}/mlp_in"] = _dense(block.mlp_in)
-        groups[f"encoder_block_{i}/mlp_out"] = _dense(block.mlp_out)
+        add(f"encoder_block_{i}/norm1", _layer_norm(block.norm1))
+        add(f"encoder_block_{i}/norm2", _layer_norm(block.norm2))
+        weights.update(_attention(f"encoder_block_{i}/attention", block.attention))
+        add(f"encoder_block_{i}/mlp_in", _dense(block.mlp_in))
+        add(f"encoder_block_{i}/mlp_out", _dense(block.mlp_out))
+    names = {layer.name for layer in model.layers}
     for optional in ("pre_logits", "head"):
         if optional in names:
-            groups[optional] = _dense(model.get_layer(optional))
-    variables = {f"{group}/{leaf}": v for group, leaves in groups.items() for leaf, v in leaves.items()}
-    variables["class_token"] = model.get_layer("class_token").token
-    variables["position_embedding"] = model.get_layer("position_embedding").table
-    return variables
+            add(optional, _dense(model.get_layer(optional)))
+    weights["class_token"] = CanonicalWeight("class_token", model.get_layer("class_token").token)
+    weights["position_embedding"] = CanonicalWeight("position_embedding", model.get_layer("position_embedding").table)
+    return weights
 
 
 _OPTIONAL = ("head/", "pre_logits/")
@@ -138,9 +209,9 @@ def adapt_input_channels(kernel, channels, source="checkpoint"):
     return adapted.astype(kernel.dtype)
 
 
-def _fit(name, array, variable, context):
-    """`array` made to `variable`'s shape where a rule allows (position table, input channels)."""
-    expected = tuple(variable.shape)
+def _fit(name, array, weight, context):
+    """`array` made to `weight`'s shape where a rule allows (position table, input channels)."""
+    expected = tuple(weight.shape)
     if array.shape == expected:
         return array
     if name == "position_embedding":
@@ -193,23 +264,39 @@ def assign_weights(model, weights, source="checkpoint", interpolation="bilinear"
         antialias=antialias,
     )
     plan, skipped = [], [name for name in variables if name not in weights]
-    for name, variable in variables.items():
+    for name, weight in variables.items():
         if name in skipped:
             continue
-        array = _fit(name, np.asarray(weights[name]), variable, context)
-        expected = tuple(variable.shape)
+        array = _fit(name, np.asarray(weights[name]), weight, context)
+        expected = weight.shape
         if array.shape != expected:
             if name.startswith(_OPTIONAL):
                 skipped.append(name)
                 continue
             raise CheckpointError(f"{source}: weight {name!r} has shape {array.shape}; the model expects {expected}.")
-        plan.append((name, variable, array))
+        plan.append((name, weight, array))
     for group in _OPTIONAL:  # a layer loads whole or not at all
         if any(name.startswith(group) for name in skipped):
             skipped += [name for name, _, _ in plan if name.startswith(group)]
             plan = [entry for entry in plan if not entry[0].startswith(group)]
     if skipped:
         log.warning("%s: left freshly initialised (absent or shaped for another head): %s", source, ", ".join(skipped))
-    for _, variable, array in plan:
-        variable.assign(array.astype(variable.dtype))
+    _write(plan)
     return [name for name, _, _ in plan]
+
+
+def _write(plan):
+    """Assign each planned (name, `CanonicalWeight`, array); blocks of one variable in one assign."""
+    blocks = {}
+    for _, weight, array in plan:
+        variable = weight.variable
+        if weight.index == ():
+            variable.assign(np.reshape(array, variable.shape).astype(variable.dtype))
+        else:
+            blocks.setdefault(id(variable), (variable, []))[1].append((weight, array))
+    for variable, parts in blocks.values():
+        covered = sum(int(np.prod(weight.shape)) for weight, _ in parts) == int(np.prod(variable.shape))
+        value = np.zeros(variable.shape, "float32") if covered else keras.ops.convert_to_numpy(variable).copy()
+        for weight, array in parts:
+            weight.write(value, array)
+        variable.assign(value.astype(variable.dtype))

@@ -1,0 +1,202 @@
+"""Runs the worker processes of scripts/benchmark.py and collects their raw timings.
+
+`run_group` starts a group's workers (they build and warm up side by side; nothing is timed
+yet), then interleaves their timed repeats (ours, peer, ours, peer, ... with the order rotated
+each round) with the matmul peak in the same rotation, so load from other processes hits everyone
+alike. `run_tf_repeats` runs one TensorFlow training worker again and again in fresh processes,
+one after the other and alone, to show the run-to-run spread.
+
+Nothing here imports a deep-learning framework.
+"""
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+from bench.specs import label
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+WORKER = os.path.join(HERE, "worker.py")
+TAG = "@@BENCH "
+
+
+class Worker:
+    """A live worker process running one spec.
+
+    Args:
+        spec: the worker's JSON spec (see bench/workloads.py).
+        log_dir: folder for the worker's stderr log.
+        wait: wait for the worker's ready line (else call `read()` later and set `ready`).
+        log_name: the log's file name stem (default: the spec's label).
+    """
+
+    def __init__(self, spec, log_dir, wait=True, log_name=None):
+        self.spec = spec
+        self.name = label(spec)
+        stem = log_name or f"{spec.get('section', 0)}-{self.name}"
+        self.log_path = os.path.join(log_dir, stem.replace(" ", "_").replace("/", "-") + ".log")
+        env = dict(os.environ, KERAS_BACKEND=spec.get("backend") or "tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
+        env["PYTHONUNBUFFERED"] = "1"
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, WORKER, json.dumps(spec)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+            env=env,
+            cwd=ROOT,
+        )
+        self.ready = self.read() if wait else None
+        self.times, self.loads, self.usages, self.call_seconds = [], [], [], []
+
+    def read(self):
+        for line in self.proc.stdout:
+            if line.startswith(TAG):
+                return json.loads(line[len(TAG) :])
+        return {"error": f"worker exited with code {self.proc.wait()} (log: {self.log_path})"}
+
+    def request(self, command, count):
+        """Send `command count` ('run' or 'latency') and return the reply; RuntimeError on a worker error."""
+        self.proc.stdin.write(f"{command} {count}\n")
+        self.proc.stdin.flush()
+        reply = self.read()
+        if "error" in reply:
+            raise RuntimeError(f"{self.name}: {reply['error']} (log: {self.log_path})")
+        return reply
+
+    def timed_repeat(self, steps, latency_calls=0):
+        """One timed repeat: `steps` steps (rounded up to the step multiple), then the latency calls."""
+        multiple = self.ready["step_multiple"]
+        steps = max(steps + (-steps % multiple), multiple)
+        reply = self.request("run", steps)
+        self.times.append(reply["seconds"] / reply["steps"])
+        self.loads.append(reply["load"])
+        self.usages.append(reply["usage"])
+        if latency_calls and self.ready.get("has_latency"):
+            self.call_seconds += self.request("latency", latency_calls)["call_seconds"]
+
+    def close(self):
+        reply = {}
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write("quit\n")
+                self.proc.stdin.flush()
+                reply = self.read()
+            except (BrokenPipeError, OSError):
+                pass
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+        return reply
+
+
+def _record(worker, final):
+    """The raw record of a closed worker for bench.report.summarise (`final`: its reply to quit)."""
+    return dict(
+        spec=worker.spec,
+        name=worker.name,
+        ready=worker.ready,
+        step_times=worker.times,
+        loads=worker.loads,
+        usages=worker.usages,
+        call_seconds=worker.call_seconds,
+        peak_rss_mb=final.get("peak_rss_mb"),
+    )
+
+
+def _matmul_worker(args, log_dir, peak_info):
+    device = "gpu" if args.gpu else "cpu"
+    spec = dict(impl="matmul", task="peak", backend="torch" if args.gpu else "tensorflow", device=device)
+    matmul = Worker(dict(spec, warmup_steps=1), log_dir)
+    if "error" in matmul.ready:
+        print(f"  matmul peak not measured: {matmul.ready['error']}", flush=True)
+    else:
+        peak_info.update(matmul.ready["info"])
+    return matmul
+
+
+def _start(specs, log_dir, results):
+    """Start the workers side by side; return those that came up (the others go to `results`)."""
+    start = time.perf_counter()
+    started = [Worker(spec, log_dir, wait=False) for spec in specs]
+    workers = []
+    for worker in started:
+        worker.ready = worker.read()
+        print(f"  ready after {time.perf_counter() - start:.0f} s: {worker.name}", flush=True)
+    for worker in started:
+        if "error" in worker.ready:
+            print(f"  SKIPPED {worker.name}: {worker.ready['error']}", flush=True)
+            results.append(dict(spec=worker.spec, name=worker.name, error=worker.ready["error"]))
+            worker.close()
+        else:
+            workers.append(worker)
+    return workers
+
+
+def run_group(specs, args, log_dir, peak, peak_info):
+    """Start the group's workers, then interleave their timed repeats; return their raw records.
+
+    Args:
+        specs: the group's worker specs (one section, task and precision; see bench/specs.py).
+        args: the parsed arguments (repeats, latency_calls, gpu).
+        log_dir: folder for the workers' logs.
+        peak: {dtype: GFLOP/s}, raised to the best matmul rate measured in this group.
+        peak_info: filled with what the matmul peak ran on.
+
+    Returns:
+        One dict per spec: the timings, or `error` for a worker that did not come up.
+    """
+    matmul = _matmul_worker(args, log_dir, peak_info)
+    results = []
+    workers = _start(specs, log_dir, results)
+    try:
+        for round_ in range(args.repeats):
+            shift = round_ % len(workers) if workers else 0
+            # --latency-calls batch-1 calls per worker in all, spread evenly over the rounds
+            calls = args.latency_calls // args.repeats + (round_ < args.latency_calls % args.repeats)
+            for worker in workers[shift:] + workers[:shift]:
+                worker.timed_repeat(worker.spec["steps"], calls)
+            if "error" not in matmul.ready:
+                for dtype, rate in matmul.request("run", 3)["seconds"].items():
+                    peak[dtype] = max(peak.get(dtype, 0.0), rate)
+            rates = ", ".join(f"{w.name} {w.spec['batch_size'] / w.times[-1]:.1f} img/s" for w in workers)
+            print(f"  round {round_ + 1}/{args.repeats}: {rates}; load {os.getloadavg()[0]:.1f}", flush=True)
+    finally:
+        for worker in workers:
+            results.append(_record(worker, worker.close()))
+        matmul.close()
+    return results
+
+
+def run_tf_repeats(spec, args, log_dir):
+    """Run `spec`'s worker `args.tf_repeats` times, each in a fresh process, one after the other.
+
+    Each process builds and warms up, then times `args.repeats` repeats of the spec's steps.
+
+    Returns:
+        One raw record per process (as `run_group`'s), with `run` (1, 2, ...) added.
+    """
+    records = []
+    for run in range(1, args.tf_repeats + 1):
+        worker = Worker(spec, log_dir, log_name=f"tf-repeat-{run}")
+        if "error" in worker.ready:
+            print(f"  tf repeat {run}: SKIPPED: {worker.ready['error']}", flush=True)
+            records.append(dict(spec=spec, name=worker.name, run=run, error=worker.ready["error"]))
+            worker.close()
+            continue
+        try:
+            for _ in range(args.repeats):
+                worker.timed_repeat(spec["steps"])
+        finally:
+            records.append(dict(_record(worker, worker.close()), run=run))
+        rate = spec["batch_size"] / statistics.median(worker.times)
+        print(f"  tf repeat {run}/{args.tf_repeats}: {rate:.1f} img/s; load {os.getloadavg()[0]:.1f}", flush=True)
+    return records

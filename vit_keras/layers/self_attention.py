@@ -1,0 +1,240 @@
+"""Multi-head self-attention with one fused query/key/value projection."""
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from vit_keras.layers.linear import linear
+from vit_keras.validation import check_positive, check_rate
+
+# The child groups in which `keras.layers.MultiHeadAttention` stores its four projections.
+_LEGACY_PROJECTIONS = ("query", "key", "value", "output")
+
+
+@keras.saving.register_keras_serializable(package="vit_keras")
+class SelfAttention(keras.layers.Layer):
+    """Multi-head self-attention with a fused query/key/value projection.
+
+    `softmax(q k^T / sqrt(d)) v` over `num_heads` heads of width d = D / num_heads, with
+    `[q | k | v] = x @ qkv_kernel + qkv_bias` and the heads' outputs projected by
+    `out_kernel`, `out_bias`. The core runs in `keras.ops.dot_product_attention` (PyTorch's
+    `scaled_dot_product_attention`, `jax.nn.dot_product_attention`, flash/cuDNN kernels where
+    the backend has them); the weights are formed explicitly only when they are returned or
+    when attention dropout applies.
+
+    Variables: `qkv_kernel` (D, 3D) and `qkv_bias` (3D,), whose last axis is
+    [query | key | value], each head-major (heads, d), the order of timm's `attn.qkv`;
+    `out_kernel` (D, D) whose input axis is head-major; `out_bias` (D,). Google's per-head
+    query kernel (D, heads, d) is `qkv_kernel[:, :D].reshape(D, heads, d)`, its output kernel
+    (heads, d, D) is `out_kernel.reshape(heads, d, D)`. Weights saved by a
+    `keras.layers.MultiHeadAttention` of the same shape (child groups `query_dense`,
+    `key_dense`, `value_dense`, `output_dense`) are converted when loaded.
+
+    Args:
+        num_heads: attention heads; must divide the token width D.
+        dropout: dropout rate on the attention weights, in [0, 1).
+        kernel_initializer: initializer of the kernels, applied (as a fresh clone) to each
+            projection's per-head kernel, query, key and value (D, heads, d) and output
+            (heads, d, D), with fans of D in and D out, as `keras.layers.MultiHeadAttention`
+            does; a seeded model starts from the same weights as with it.
+        bias_initializer: initializer of both biases.
+        seed: seed of the attention-dropout generator; None draws one.
+        **kwargs: standard `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        x: a (batch, tokens, D) tensor.
+        training: Python bool; True applies attention dropout.
+        return_attention_scores: Python bool; also return the attention weights.
+
+    Returns:
+        A (batch, tokens, D) tensor; with `return_attention_scores=True`, a tuple of it and
+        the (batch, heads, tokens, tokens) attention weights (softmax over the last axis).
+
+    Raises:
+        ValueError: for a non-positive `num_heads` or a `dropout` outside [0, 1) (on
+            construction); if `num_heads` does not divide D (on build); when loading
+            weights stored in neither layout.
+
+    Example:
+
+    >>> import numpy as np
+    >>> layer = SelfAttention(num_heads=2)
+    >>> x = np.zeros((4, 17, 16), "float32")
+    >>> tuple(layer(x).shape)
+    (4, 17, 16)
+    >>> out, scores = layer(x, return_attention_scores=True)
+    >>> tuple(scores.shape), tuple(layer.qkv_kernel.shape), tuple(layer.out_kernel.shape)
+    ((4, 2, 17, 17), (16, 48), (16, 16))
+    """
+
+    def __init__(
+        self,
+        num_heads,
+        dropout=0.0,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_heads = check_positive("num_heads", num_heads)
+        self.dropout = check_rate("attention_dropout", dropout)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.seed = seed
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        dim = input_shape[-1]
+        if dim % self.num_heads:
+            raise ValueError(f"embed_dim must be divisible by num_heads={self.num_heads}; found embed_dim {dim}.")
+        self.head_dim = dim // self.num_heads
+        per_head = (self.num_heads, self.head_dim)
+        # One initializer per projection, drawn per head as MultiHeadAttention does (in its order:
+        # query, key, value, the dropout seed, output), so a seeded model starts from the same weights.
+        query, key, value = (self._projection_initializer((dim,) + per_head, [0], [1, 2]) for _ in range(3))
+        self.seed_generator = keras.random.SeedGenerator(self.seed) if self.dropout > 0 else None
+        out = self._projection_initializer(per_head + (dim,), [0, 1], [2])
+
+        def qkv_initializer(shape, dtype=None):
+            return ops.concatenate([init(dtype) for init in (query, key, value)], axis=1)
+
+        self.qkv_kernel = self.add_weight(name="qkv_kernel", shape=(dim, 3 * dim), initializer=qkv_initializer)
+        self.qkv_bias = self.add_weight(name="qkv_bias", shape=(3 * dim,), initializer=self.bias_initializer)
+        self.out_kernel = self.add_weight(
+            name="out_kernel", shape=(dim, dim), initializer=lambda shape, dtype=None: out(dtype)
+        )
+        self.out_bias = self.add_weight(name="out_bias", shape=(dim,), initializer=self.bias_initializer)
+
+    def _projection_initializer(self, shape, input_axes, output_axes):
+        """`dtype -> (D, D) kernel`, drawn at the per-head `shape` as `MultiHeadAttention`'s EinsumDense does.
+
+        A fresh clone of `kernel_initializer`; a variance-scaling one counts its fans over
+        `input_axes` and `output_axes` (D in, D out).
+        """
+        initializer = self.kernel_initializer.__class__.from_config(self.kernel_initializer.get_config())
+        if isinstance(initializer, keras.initializers.VarianceScaling) and initializer.input_axes is None:
+            config = initializer.get_config() | dict(
+                seed=initializer.seed, input_axes=input_axes, output_axes=output_axes
+            )
+            initializer = initializer.__class__.from_config(config)
+        dim = math.prod(shape[axis] for axis in input_axes)
+        return lambda dtype: ops.reshape(initializer(shape, dtype=dtype), (dim, dim))
+
+    def call(self, x, training=None, return_attention_scores=False):
+        batch, tokens, dim = ops.shape(x)[0], ops.shape(x)[1], x.shape[-1]
+        qkv = linear(x, self.qkv_kernel, self.qkv_bias)
+        qkv = ops.reshape(qkv, (batch, tokens, 3, self.num_heads, self.head_dim))
+        query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # (batch, tokens, heads, d) each
+        explicit = return_attention_scores or (training and self.dropout > 0)
+        if explicit:
+            context, scores = self._explicit_attention(query, key, value, training)
+        else:
+            context = ops.dot_product_attention(query, key, value, scale=1.0 / math.sqrt(self.head_dim))
+        context = ops.reshape(context, (batch, tokens, dim))
+        out = linear(context, self.out_kernel, self.out_bias)
+        return (out, scores) if return_attention_scores else out
+
+    def _explicit_attention(self, query, key, value, training):
+        """(context (batch, tokens, heads, d), weights (batch, heads, tokens, tokens)), dropout applied."""
+        logits = ops.einsum("bqhd,bkhd->bhqk", query, key) * ops.cast(1.0 / math.sqrt(self.head_dim), query.dtype)
+        weights = ops.cast(ops.softmax(ops.cast(logits, "float32"), axis=-1), query.dtype)
+        dropped = weights
+        if training and self.dropout > 0:
+            dropped = keras.random.dropout(weights, self.dropout, seed=self.seed_generator)
+        return ops.einsum("bhqk,bkhd->bqhd", dropped, value), weights
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def load_own_variables(self, store):
+        """Load the fused variables, or convert `MultiHeadAttention`'s per-head ones.
+
+        Args:
+            store: the weights store Keras' saving passes, pointed at this layer's path.
+
+        Raises:
+            ValueError: when the store holds neither this layer's four variables nor the
+                four `MultiHeadAttention` projections.
+        """
+        if len(store):
+            super().load_own_variables(store)
+            return
+        legacy = _read_legacy_projections(store)
+        path = getattr(store, "_h5_entry_path", None) or self.name
+        if legacy is None:
+            raise ValueError(
+                f"weights of attention layer {path!r}: expected the variables qkv_kernel, qkv_bias, out_kernel, "
+                f"out_bias or the MultiHeadAttention groups {', '.join(p + '_dense' for p in _LEGACY_PROJECTIONS)}; "
+                "found neither."
+            )
+        heads = tuple(np.shape(legacy["query"][1]))
+        if heads != (self.num_heads, self.head_dim):
+            raise ValueError(
+                f"weights of attention layer {path!r}: the MultiHeadAttention query bias has shape {heads} "
+                f"(heads, head width); the layer expects {(self.num_heads, self.head_dim)}."
+            )
+        variables = [self.qkv_kernel, self.qkv_bias, self.out_kernel, self.out_bias]
+        values = fuse_legacy_projections(legacy)
+        for variable, value in zip(variables, values):
+            if tuple(value.shape) != tuple(variable.shape):
+                raise ValueError(
+                    f"weights of attention layer {path!r}: the MultiHeadAttention weights give {variable.name} "
+                    f"shape {tuple(value.shape)}; the layer expects {tuple(variable.shape)}."
+                )
+        for variable, value in zip(variables, values):
+            variable.assign(value)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_heads=self.num_heads,
+            dropout=self.dropout,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            bias_initializer=keras.initializers.serialize(self.bias_initializer),
+            seed=self.seed,
+        )
+        return config
+
+
+def _read_legacy_projections(store):
+    """{projection: (kernel, bias)} from the MultiHeadAttention child groups; None if absent.
+
+    Keras' H5 stores are re-pointed by `get(path)`; the store is pointed back at this layer's
+    path before returning, so the caller's view of it is unchanged.
+    """
+    path = getattr(store, "_h5_entry_path", None)
+    if path is None or not hasattr(store, "get"):
+        return None
+    found = {}
+    try:
+        for projection in _LEGACY_PROJECTIONS:
+            for child in (f"{projection}_dense", f"_{projection}_dense"):
+                entry = store.get(f"{path}/{child}" if path else child)
+                if len(entry) == 2:  # read now: a sharded store may close this file on the next get
+                    found[projection] = (np.array(entry["0"]), np.array(entry["1"]))
+                    break
+    finally:
+        store.get(path)
+    return found if len(found) == len(_LEGACY_PROJECTIONS) else None
+
+
+def fuse_legacy_projections(projections):
+    """`MultiHeadAttention`'s per-head weights as [qkv_kernel, qkv_bias, out_kernel, out_bias].
+
+    Args:
+        projections: {"query" | "key" | "value": (kernel (D, heads, d), bias (heads, d)),
+            "output": (kernel (heads, d, D), bias (D,))} as NumPy arrays.
+
+    Returns:
+        The four fused arrays, (D, 3D), (3D,), (D, D) and (D,).
+    """
+    kernels = [np.asarray(projections[p][0]) for p in ("query", "key", "value")]
+    biases = [np.asarray(projections[p][1]) for p in ("query", "key", "value")]
+    dim = kernels[0].shape[0]
+    qkv_kernel = np.concatenate([k.reshape(dim, -1) for k in kernels], axis=1)
+    qkv_bias = np.concatenate([b.reshape(-1) for b in biases])
+    out_kernel, out_bias = (np.asarray(a) for a in projections["output"])
+    return [qkv_kernel, qkv_bias, out_kernel.reshape(-1, out_kernel.shape[-1]), out_bias]
