@@ -14,7 +14,6 @@ import sys
 import threading
 import time
 
-import keras
 import pytest
 from conftest import REPO
 
@@ -43,8 +42,11 @@ SEED_FORWARD_FLOPS = 2 * (
 )
 
 
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+@pytest.mark.single_backend  # one run spawns a worker per Keras backend, whichever backend pytest runs under
 def test_a_run_times_training_and_inference_with_flops_peak_fraction_and_a_markdown_row(tmp_path):
-    backend = keras.backend.backend()
     markdown = tmp_path / "BENCH.md"
     command = [
         sys.executable,
@@ -60,7 +62,7 @@ def test_a_run_times_training_and_inference_with_flops_peak_fraction_and_a_markd
         "--tasks",
         "train,infer",
         "--backends",
-        backend,
+        ",".join(BACKENDS),
         "--compare",
         "",
         "--repeats",
@@ -82,8 +84,8 @@ def test_a_run_times_training_and_inference_with_flops_peak_fraction_and_a_markd
     assert result["matmul_peak_gflops"]["float32"] > 1.0
     assert result["matmul_peak_info"]["backend"] == "tensorflow"
     rows = {(row["backend"], row["task"]): row for row in result["rows"]}
-    assert set(rows) == {(backend, "train"), (backend, "infer")}
-    for (_, task), row in rows.items():
+    assert set(rows) == {(backend, task) for backend in BACKENDS for task in ("train", "infer")}
+    for (backend, task), row in rows.items():
         assert row["repeats"] == 2
         assert row["images_per_s"] == pytest.approx(16 / (row["step_ms_median"] / 1e3))
         assert row["step_ms_min"] <= row["step_ms_median"] <= row["step_ms_max"]
@@ -98,16 +100,17 @@ def test_a_run_times_training_and_inference_with_flops_peak_fraction_and_a_markd
         assert 0 < row["parallelism"] <= 2 * result["machine"]["cores"]  # process CPU time / timed wall time
         assert row["busy_threads"] is None or row["busy_threads"] >= 1  # None: under 5 clock ticks of CPU time
     # Keras on PyTorch runs eagerly, one step per call; TensorFlow and JAX run XLA, 2 steps per call.
-    expected = (False, 1) if backend == "torch" else (True, 2)
-    info = rows[(backend, "train")]["info"]
-    assert (info["jit_compile"], info["steps_per_execution"]) == expected
+    for backend in BACKENDS:
+        expected = (False, 1) if backend == "torch" else (True, 2)
+        info = rows[(backend, "train")]["info"]
+        assert (info["jit_compile"], info["steps_per_execution"]) == expected
 
     text = markdown.read_text()
     assert "### harness test" in text and "--preset vit_mnist_p7" in text
     assert f"Machine: {result['machine']['model']}" in text and "avx512_bf16" in text and "amx" in text
-    assert sum(line.startswith("| vit_keras ") for line in text.splitlines()) == 2
+    assert sum(line.startswith("| vit_keras ") for line in text.splitlines()) == 2 * len(BACKENDS)
     (csv_file,) = tmp_path.glob("benchmark-*.csv")
-    assert len(csv_file.read_text().strip().splitlines()) == 1 + 2
+    assert len(csv_file.read_text().strip().splitlines()) == 1 + 2 * len(BACKENDS)
 
 
 @pytest.mark.single_backend
