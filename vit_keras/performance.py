@@ -75,12 +75,8 @@ def bfloat16_supported():
     """Whether bfloat16 matmuls run natively: a GPU of compute capability >= 8 (Ampere) or
     TPU, or a CPU with AVX512_BF16 or AMX-BF16."""
     if has_gpu():
-        return _gpu_has_bf16()
-    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
-
-
-def _gpu_has_bf16():
-    return gpu_compute_capability() >= (8, 0)
+        return gpu_compute_capability() >= (8, 0)
+    return bool(cpu_flags() & set(CPU_BF16_FLAGS))
 
 
 def gpu_compute_capability():
