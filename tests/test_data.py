@@ -9,6 +9,7 @@ import tensorflow as tf
 from conftest import MNIST_DIR
 
 from vit_keras import data as vdata
+from vit_keras.data import tfds as data_tfds
 
 pytestmark = pytest.mark.single_backend  # tf.data plumbing: the same on every backend
 
@@ -360,7 +361,7 @@ def test_tfds_load_itself_fails_on_the_download(tmp_path, no_network, monkeypatc
     import requests
     import urllib3
 
-    monkeypatch.setattr(vdata, "_check_download_reachable", lambda *args: None)
+    monkeypatch.setattr(data_tfds, "_check_download_reachable", lambda *args: None)
     monkeypatch.setattr(urllib3.util.retry.Retry, "get_backoff_time", lambda self: 0)  # TFDS retries 10 times
     with pytest.raises(ValueError) as raised:
         vdata.load_dataset("mnist", data_dir=str(tmp_path / "tfds"))  # no IDX files there: TFDS

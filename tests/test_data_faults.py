@@ -17,6 +17,8 @@ import pytest
 from PIL import Image
 
 from vit_keras import data as vdata
+from vit_keras.data import folders as data_folders
+from vit_keras.data import images as data_images
 
 pytestmark = pytest.mark.single_backend  # file checks: the same on every backend
 
@@ -390,7 +392,7 @@ def test_intact_folder_is_decoded_before_training(tmp_path):
     assert splits.sizes == {"train": 8, "validation": 2, "test": 4} and splits.skipped == []
     assert splits.image_shape == (8, 8, 3) and splits.class_names == ["cat", "dog"]
     image, label = next(iter(splits.test))  # test order: class folders, then files, as listed
-    expected = vdata._resize(np.asarray(Image.open(tmp_path / "test" / "cat" / "0.png")), (8, 8))
+    expected = data_images.resize_pixels(np.asarray(Image.open(tmp_path / "test" / "cat" / "0.png")), (8, 8))
     np.testing.assert_array_equal(image.numpy(), expected)
     assert int(label) == 0 and len(files["cat"]) == 5
 
@@ -541,10 +543,14 @@ def test_folder_too_big_to_keep_is_decoded_from_the_files(tmp_path, monkeypatch)
     """Above IN_MEMORY_LIMIT_BYTES the files are checked, then decoded again while training: same pixels."""
     write_folder(tmp_path, size=(10, 12))
     kept = load_folder(tmp_path, val_fraction=0.0)
-    monkeypatch.setattr(vdata, "IN_MEMORY_LIMIT_BYTES", 0)
+    monkeypatch.setattr(data_folders, "IN_MEMORY_LIMIT_BYTES", 0)
     streamed = load_folder(tmp_path, val_fraction=0.0)
     for (x0, y0), (x1, y1) in zip(kept.train, streamed.train, strict=True):
         np.testing.assert_array_equal(x0.numpy(), x1.numpy())
         assert int(y0) == int(y1)
+    for path in tmp_path.rglob("*.png"):  # the streamed split decodes the files again, the kept one does not
+        path.write_bytes(png_bytes(np.zeros((10, 12, 3), np.uint8)))
+    assert not any(x.numpy().any() for x, _ in streamed.train)
+    assert all(x.numpy().any() for x, _ in kept.train)
     (tmp_path / "cat" / "4.png").write_bytes(b"GIF89a")
     raises_one_line(lambda: load_folder(tmp_path), tmp_path / "cat" / "4.png")

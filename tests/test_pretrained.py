@@ -683,3 +683,134 @@ def test_hub_source_loads_offline_from_the_cache(tmp_path, monkeypatch):
         load_pretrained(build(), "hf://acme/other", cache_dir=tmp_path)
     with pytest.raises(ValueError, match="hf://ORG/NAME"):
         load_pretrained(build(), "hf://just-a-name", cache_dir=tmp_path)
+
+
+# --- Hugging Face transformers models built from their config.json, sharded checkpoints ------------
+
+
+def huggingface_config(**changes):
+    """The transformers `ViTConfig` (config.json) of the fixture's ViT."""
+    config = {
+        "architectures": ["ViTForImageClassification"],
+        "model_type": "vit",
+        "hidden_size": CONFIG["dim"],
+        "num_hidden_layers": CONFIG["depth"],
+        "num_attention_heads": CONFIG["heads"],
+        "intermediate_size": CONFIG["mlp"],
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0,
+        "layer_norm_eps": 1e-6,
+        "image_size": CONFIG["img"],
+        "patch_size": CONFIG["patch"],
+        "num_channels": CONFIG["ch"],
+        "qkv_bias": True,
+        "id2label": {str(i): f"class {i}" for i in range(CONFIG["classes"])},
+    }
+    return {**config, **changes}
+
+
+def write_sharded(folder, state, shards=3, suffix=".safetensors"):
+    """`state` as transformers' `save_pretrained(max_shard_size=...)` writes it: `shards` files
+    (model-00001-of-0000N.safetensors or pytorch_model-...bin) and their `*.index.json`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = "model" if suffix == ".safetensors" else "pytorch_model"
+    keys, weight_map = sorted(state), {}
+    for i, part in enumerate(np.array_split(np.array(keys), shards)):
+        name = f"{stem}-{i + 1:05d}-of-{shards:05d}{suffix}"
+        tensors = {str(k): state[str(k)] for k in part}
+        if suffix == ".safetensors":
+            safetensors.numpy.save_file(tensors, str(folder / name))
+        else:
+            save_torch(tensors, folder / name)
+        weight_map.update({str(k): name for k in part})
+    index = folder / f"{stem}{suffix}.index.json"
+    total = sum(int(v.nbytes) for v in state.values())
+    index.write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}))
+    return index
+
+
+def huggingface_folder(folder, config=None, shards=3, state=None):
+    """A sharded save_pretrained() folder of the fixture's weights with its config.json."""
+    write_sharded(folder, timm_to_huggingface(timm_state()) if state is None else state, shards)
+    (folder / "config.json").write_text(json.dumps(huggingface_config() if config is None else config))
+    return folder
+
+
+def test_create_model_builds_a_sharded_huggingface_folder_from_its_config(tmp_path):
+    """config.json alone decides the architecture; three safetensors shards load as one checkpoint:
+    timm's logits, the config's epsilon and id2label names."""
+    folder = huggingface_folder(tmp_path / "tiny-vit")
+    model = vit_keras.create_model(str(folder))
+    assert (model.name, model.embed_dim, model.depth, model.num_heads, model.mlp_dim) == ("tiny_vit", 48, 2, 3, 96)
+    assert (model.num_classes, model.layer_norm_epsilon, model.preprocessing) == (CONFIG["classes"], 1e-6, None)
+    assert model.class_names == [f"class {i}" for i in range(CONFIG["classes"])]
+    assert max_error(model, CONFIG["img"]) < TOLERANCE
+
+
+@pytest.mark.single_backend
+def test_sharded_bin_and_index_file_sources_load_into_a_built_model(tmp_path):
+    """`pytorch_model.bin.index.json` folders, and an index file named directly, load like one file."""
+    state = timm_to_huggingface(timm_state())
+    bin_index = write_sharded(tmp_path / "bin", state, shards=2, suffix=".bin")
+    st_index = write_sharded(tmp_path / "st", state, shards=4)
+    model = build()
+    for seed, source in enumerate((tmp_path / "bin", bin_index, st_index)):
+        scramble(model, seed)
+        assert "head/kernel" in load_pretrained(model, source)
+        assert max_error(model, CONFIG["img"]) < TOLERANCE, source
+
+
+@pytest.mark.single_backend
+def test_create_model_from_hf_hub_snapshot_offline(tmp_path, monkeypatch):
+    """create_model("hf://ORG/NAME"): a sharded snapshot in the hub cache; the processor's 0.5 / 0.5
+    normalisation becomes preprocessing="symmetric", transformers' placeholder labels no class names."""
+    pytest.importorskip("huggingface_hub")
+    state = timm_to_huggingface(timm_state())
+    placeholders = huggingface_config(id2label={str(i): f"LABEL_{i}" for i in range(CONFIG["classes"])})
+    processor = {"do_rescale": True, "rescale_factor": 1 / 255, "image_mean": [0.5] * 3, "image_std": [0.5] * 3}
+
+    def shards(snapshot_file):
+        write_sharded(snapshot_file.parent, state, shards=2)
+
+    hub_cache(
+        tmp_path,
+        "acme/vit-tiny-patch8",
+        {
+            "config.json": lambda p: p.write_text(json.dumps(placeholders)),
+            "preprocessor_config.json": lambda p: p.write_text(json.dumps(processor)),
+            "model.safetensors.index.json": shards,
+        },
+    )
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model = vit_keras.pretrained.create_model("hf://acme/vit-tiny-patch8", cache_dir=tmp_path)
+    assert (model.name, model.preprocessing, model.class_names) == ("vit_tiny_patch8", "symmetric", None)
+    inputs, logits = reference(CONFIG["img"])
+    pixels = (inputs + 1) * 127.5  # what the model's symmetric preprocessing maps back to `inputs`
+    assert float(np.abs(to_numpy(model(pixels)) - logits).max()) < TOLERANCE
+
+
+@pytest.mark.single_backend
+def test_create_model_from_a_vitmodel_folder_and_without_weights(tmp_path):
+    """A `ViTModel` (pooler, no classifier) builds a features model with its pre-logits layer;
+    pretrained=False builds from config.json alone; overrides replace the head."""
+    state = timm_to_huggingface(timm_state(), prefix="")
+    del state["classifier.weight"], state["classifier.bias"]
+    rng = np.random.default_rng(0)
+    state["pooler.dense.weight"] = rng.normal(size=(CONFIG["dim"], CONFIG["dim"])).astype("float32")
+    state["pooler.dense.bias"] = rng.normal(size=(CONFIG["dim"],)).astype("float32")
+    folder = huggingface_folder(tmp_path / "features", huggingface_config(architectures=["ViTModel"]), 2, state)
+    features = vit_keras.create_model(folder)
+    assert (features.include_top, features.representation_size) == (False, CONFIG["dim"])
+    np.testing.assert_array_equal(to_numpy(features.get_layer("pre_logits").kernel), state["pooler.dense.weight"].T)
+    fresh = vit_keras.create_model(folder, pretrained=False)
+    assert (fresh.include_top, fresh.num_classes, fresh.class_names) == (True, CONFIG["classes"], None)
+    assert max_error(fresh, CONFIG["img"]) > 1e-3
+    classifier = huggingface_folder(tmp_path / "classifier")
+    tuned = vit_keras.create_model(classifier, num_classes=7, dropout=0.1)
+    assert (tuned.num_classes, tuned.dropout, tuned.class_names) == (7, 0.1, None)
+    reference_model = build()
+    load_pretrained(reference_model, GOOGLE)
+    np.testing.assert_array_equal(
+        to_numpy(tuned.get_layer("encoder_norm").gamma), to_numpy(reference_model.get_layer("encoder_norm").gamma)
+    )

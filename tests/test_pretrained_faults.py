@@ -333,3 +333,156 @@ def test_bad_interpolation_argument(victim):
     model, _ = victim
     with pytest.raises(ValueError, match=r"must be 'auto' or one of \('bilinear', 'bicubic'\); found 'area'"):
         load_pretrained(model, GOOGLE, interpolation="area")
+
+
+# --- Hugging Face config.json that this ViT cannot build: refused before anything is built ----------
+
+CONFIG_FAULTS = [  # (change to config.json, key, expected, found); None deletes the key
+    ({"model_type": "deit"}, "model_type", "'vit' \\(transformers' ViTConfig\\)", "'deit'"),
+    ({"model_type": None}, "model_type", "'vit' \\(transformers' ViTConfig\\)", "no such key"),
+    ({"hidden_act": "gelu_new"}, "hidden_act", "'gelu' \\(exact, erf-based\\)", "'gelu_new'"),
+    ({"hidden_size": 50}, "hidden_size", "a multiple of num_attention_heads=3", "50"),
+    ({"num_hidden_layers": None}, "num_hidden_layers", "a positive integer", "no such key"),
+    ({"intermediate_size": "96"}, "intermediate_size", "a positive integer", "'96'"),
+    ({"patch_size": 0}, "patch_size", "a positive integer", "0"),
+    ({"image_size": 36}, "image_size", "a multiple of patch_size=8", "36"),
+    ({"image_size": [32]}, "image_size", "a positive integer or \\[height, width\\]", "\\[32\\]"),
+    ({"layer_norm_eps": -1}, "layer_norm_eps", "a positive number", "-1"),
+    ({"hidden_dropout_prob": 1.5}, "hidden_dropout_prob", "a number in \\[0, 1\\)", "1.5"),
+    ({"num_channels": 0}, "num_channels", "a positive integer", "0"),
+    ({"qkv_bias": "yes"}, "qkv_bias", "true or false", "'yes'"),
+]
+
+
+@pytest.mark.parametrize("change, key, expected, found", CONFIG_FAULTS)
+def test_unbuildable_huggingface_config(tmp_path, monkeypatch, change, key, expected, found):
+    from test_pretrained import huggingface_config, huggingface_folder
+
+    from vit_keras.pretrained import factory
+
+    config = {k: v for k, v in {**huggingface_config(), **change}.items() if v is not None}
+    folder = huggingface_folder(tmp_path / "hf", config, shards=2)
+    monkeypatch.setattr(factory, "ViT", lambda **kwargs: pytest.fail("a model was built"))
+    monkeypatch.setattr(factory, "read_checkpoint", lambda path: pytest.fail("the weights were read"))
+    with pytest.raises(ValueError, match=f"config.json: '{key}' must be {expected}; found {found}\\.$") as caught:
+        vit_keras.create_model(str(folder))
+    assert "\n" not in str(caught.value) and str(folder) in str(caught.value)
+
+
+def test_create_model_needs_a_config_json(tmp_path):
+    from test_pretrained import timm_to_huggingface, write_sharded
+
+    write_sharded(tmp_path / "weights-only", timm_to_huggingface(timm_state()), shards=2)
+    with pytest.raises(FileNotFoundError, match=r"weights-only/config.json not found: .*load_pretrained"):
+        vit_keras.create_model(str(tmp_path / "weights-only"))
+    with pytest.raises(CheckpointError, match=r"config.json is not valid JSON"):
+        (tmp_path / "weights-only" / "config.json").write_text("{")
+        vit_keras.create_model(tmp_path / "weights-only")
+
+
+# --- sharded checkpoints: every shard is checked before any weight changes ----------------------------
+
+
+@pytest.fixture
+def sharded(tmp_path):
+    """A folder with the fixture's weights in 3 safetensors shards and their index: (folder, index)."""
+    from test_pretrained import timm_to_huggingface, write_sharded
+
+    folder = tmp_path / "sharded"
+    index = write_sharded(folder, timm_to_huggingface(timm_state()), shards=3)
+    return folder, index
+
+
+def edit_index(index, edit):
+    content = json.loads(index.read_text())
+    edit(content["weight_map"])
+    index.write_text(json.dumps(content))
+    return content["weight_map"]
+
+
+def test_missing_shard(victim, sharded):
+    folder, index = sharded
+    (folder / "model-00002-of-00003.safetensors").unlink()
+    assert_fails(
+        victim,
+        folder,
+        r"model.safetensors.index.json lists the shard model-00002-of-00003.safetensors, which is not in .*sharded",
+        error=FileNotFoundError,
+    )
+
+
+@pytest.mark.parametrize("keep", [0, 5, 0.5, -1])
+def test_truncated_shard(victim, sharded, keep):
+    folder, _ = sharded
+    shard = folder / "model-00003-of-00003.safetensors"
+    data = shard.read_bytes()
+    shard.write_bytes(data[: int(len(data) * keep) if isinstance(keep, float) else keep % len(data)])
+    assert_fails(
+        victim, folder, r"model-00003-of-00003.safetensors (is empty|is truncated|is not a readable|could not)"
+    )
+
+
+def test_shard_of_another_kind(victim, sharded):
+    folder, _ = sharded
+    (folder / "model-00001-of-00003.safetensors").write_bytes(b"<!DOCTYPE html><html>Not found</html>")
+    assert_fails(victim, folder, r"model-00001-of-00003.safetensors is an HTML page")
+
+
+INDEX_FAULTS = [
+    ('{"weight_map": {"cls', r"model.safetensors.index.json is not valid JSON"),
+    ("[1, 2]", r"model.safetensors.index.json is not a JSON object \(found a JSON list\)"),
+    ('{"metadata": {"total_size": 1}}', r"index.json must have a non-empty 'weight_map' .*found keys \['metadata'\]"),
+    ('{"weight_map": []}', r"index.json must have a non-empty 'weight_map' .*found \[\]"),
+    ("", r"model.safetensors.index.json is not valid JSON"),
+]
+
+
+@pytest.mark.parametrize("text, match", INDEX_FAULTS)
+def test_unreadable_index(victim, sharded, text, match):
+    folder, index = sharded
+    index.write_text(text)
+    assert_fails(victim, folder, match)
+
+
+@pytest.mark.parametrize("shard", ["../model-00001-of-00003.safetensors", "/etc/passwd", "sub/../../x", "a\\..\\b", 7])
+def test_index_naming_a_file_outside_its_folder(victim, sharded, shard):
+    folder, index = sharded
+    (folder.parent / "model-00001-of-00003.safetensors").write_bytes(
+        (folder / "model-00001-of-00003.safetensors").read_bytes()
+    )  # a real file there: the name alone is refused
+    edit_index(index, lambda weight_map: weight_map.update({"vit.layernorm.bias": shard}))
+    assert_fails(victim, folder, r"weight_map gives 'vit.layernorm.bias' the shard .*; expected a file name inside")
+
+
+def test_index_that_disagrees_with_its_shards(victim, sharded):
+    folder, index = sharded
+    weight_map = json.loads(index.read_text())["weight_map"]
+    key = next(k for k, v in weight_map.items() if v.startswith("model-00001"))
+    edit_index(index, lambda m: m.update({key: "model-00002-of-00003.safetensors"}))
+    assert_fails(
+        victim, folder, f"weight_map puts '{key}' in model-00002-of-00003.safetensors; found it in model-00001"
+    )
+    edit_index(index, lambda m: m.update({"vit.extra": "model-00002-of-00003.safetensors", key: weight_map[key]}))
+    assert_fails(victim, index, "weight_map puts 'vit.extra' in model-00002-of-00003.safetensors; found it in no shard")
+    edit_index(index, lambda m: m.pop("vit.extra"))
+    twice = {k: v for k, v in safetensors.numpy.load_file(str(folder / weight_map[key])).items()}
+    safetensors.numpy.save_file(twice, str(folder / "model-00003-of-00003.safetensors"))
+    assert_fails(victim, folder, r"is in two shards, model-00001-of-00003.safetensors and model-00003")
+
+
+def test_sha256_of_a_sharded_checkpoint_is_refused(victim, sharded):
+    folder, _ = sharded
+    assert_fails(victim, folder, r"sha256= verifies one file; .*index of a sharded checkpoint", sha256="0" * 64)
+
+
+def test_create_model_from_a_damaged_sharded_folder_builds_nothing(tmp_path, monkeypatch):
+    from test_pretrained import huggingface_folder
+
+    from vit_keras.pretrained import factory
+
+    folder = huggingface_folder(tmp_path / "hf", shards=2)
+    (folder / "model-00002-of-00002.safetensors").write_bytes(b"")
+    monkeypatch.setattr(factory, "ViT", lambda **kwargs: pytest.fail("a model was built"))
+    with pytest.raises(CheckpointError, match=r"model-00002-of-00002.safetensors is empty \(0 bytes\)") as caught:
+        vit_keras.create_model(str(folder))
+    assert "\n" not in str(caught.value)

@@ -226,6 +226,54 @@ def test_a_killed_run_resumes_where_it_stopped(tmp_path, tiny_npz):
     assert json.loads((output / "state.json").read_text())["phase"] == "finished"
 
 
+class ScriptedValLoss(keras.callbacks.Callback):
+    """Report `losses[epoch]` as each epoch's validation loss; listed first, every later callback sees it."""
+
+    def __init__(self, losses):
+        super().__init__()
+        self.losses = losses
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["val_loss"] = self.losses[epoch]
+
+
+def test_early_stopping_survives_a_resume(tmp_path, tiny_npz, monkeypatch):
+    """Killed one epoch past the best, then killed after stopping early: stops where an uninterrupted run does."""
+    losses = [2.0, 1.0, 1.5, 1.2, 0.5]  # best at epoch 1; patience 2 stops at epoch 3, before the last epoch improves
+
+    make_callbacks = train.make_callbacks  # the trainer's callbacks see the scripted curve, early stopping included
+    monkeypatch.setattr(train, "make_callbacks", lambda *args: [ScriptedValLoss(losses), *make_callbacks(*args)])
+
+    def run(output, *callbacks):
+        argv = QUICK + NO_XLA + tiny_npz + ["--epochs", "5", "--steps-per-epoch", "4", "--val-fraction", "0.05"]
+        argv += ["--embed-dim", "16", "--mlp-dim", "32", "--dropout", "0"]  # no dropout: exactly resumable
+        config = config_of(argv + ["--early-stopping", "2", "--output", str(output), "--quiet"])
+        return train.train(config, callbacks=callbacks)
+
+    def rows(output):
+        return (output / "metrics.csv").read_text().strip().splitlines()
+
+    reference = run(tmp_path / "reference")
+    assert reference["epochs_run"] == 4
+    output = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):  # killed mid-epoch 3: epochs 0-2 committed, one without improvement
+        run(output, StopAfter(epoch=3, batches=2))
+    seen = EpochsSeen()
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):  # killed after stopping early
+        patch.setattr(train, "_evaluate", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt("killed")))
+        run(output, seen)
+    assert seen.epochs == [3]  # resumed in epoch 3 and stopped there
+    assert json.loads((output / "state.json").read_text())["phase"] == "training"
+    seen = EpochsSeen()
+    results = run(output, seen)
+    assert seen.epochs == [] and results["status"] == "finished" and results["epochs_run"] == 4
+    assert rows(output)[0] == rows(tmp_path / "reference")[0]
+    got, expected = (np.array([r.split(",") for r in rows(o)[1:]], float) for o in (output, tmp_path / "reference"))
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    loss = rows(output)[0].split(",").index("loss")
+    assert got[-1, loss] < got[0, loss]  # it learned while the scripted validation loss stalled
+
+
 @pytest.mark.single_backend
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_model(tmp_path, tiny_npz):
     class Poison(keras.callbacks.Callback):

@@ -37,16 +37,27 @@ def fast_compile_options(steps_per_execution=8):
     return {"jit_compile": compiled, "steps_per_execution": steps_per_execution if compiled else 1}
 
 
-def cpu_flags():
-    """The CPU feature flags of this machine (empty where /proc/cpuinfo is not available)."""
+def _cpuinfo(field):
+    """The value of `field` for the first CPU in /proc/cpuinfo; "" where it is not available."""
     try:
         with open("/proc/cpuinfo") as cpuinfo:
             for line in cpuinfo:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
+                name, _, value = line.partition(":")
+                if name.strip() == field:
+                    return value.strip()
     except OSError:
         pass
-    return set()
+    return ""
+
+
+def cpu_flags():
+    """The CPU feature flags of this machine (empty where /proc/cpuinfo is not available)."""
+    return set(_cpuinfo("flags").split())
+
+
+def cpu_vendor():
+    """The CPU vendor, e.g. "GenuineIntel" or "AuthenticAMD" ("" where /proc/cpuinfo is not available)."""
+    return _cpuinfo("vendor_id")
 
 
 def has_gpu():
@@ -101,9 +112,16 @@ def gpu_compute_capability():
         return (0, 0)
 
 
-def fast_precision():
-    """ "mixed_bfloat16" where the hardware runs bfloat16 natively, else "float32"."""
-    return "mixed_bfloat16" if bfloat16_supported() else "float32"
+def fast_precision(backend=None):
+    """The faster dtype policy on this machine: the policy of `pick_precision(backend)`.
+
+    Args:
+        backend: the Keras backend name; default: the current one.
+
+    Returns:
+        "mixed_bfloat16" where it was measured faster than float32 (see `pick_precision`), else "float32".
+    """
+    return pick_precision(backend)[0]
 
 
 def pick_precision(backend=None):

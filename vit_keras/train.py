@@ -224,6 +224,32 @@ class JsonLines(keras.callbacks.Callback):
         )
 
 
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """`keras.callbacks.EarlyStopping` whose state survives a resumed run.
+
+    `on_train_begin` replays, through Keras' own `on_epoch_end`, the logs of the epochs that
+    `backup` restored, so `best` and `wait` are what they were when the run was killed and a
+    resumed run stops at the same epoch as an uninterrupted one. When those epochs already met
+    the stopping condition (a run killed after it stopped early), no epoch is left to train.
+
+    Args:
+        backup: the run's `vit_keras.runs.RunBackup`, listed before this callback so that its
+            `on_train_begin` restores `backup.history` first.
+        **kwargs: the arguments of `keras.callbacks.EarlyStopping`.
+    """
+
+    def __init__(self, backup, **kwargs):
+        super().__init__(**kwargs)
+        self.backup = backup
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        for row in self.backup.history:
+            self.on_epoch_end(row["epoch"], row)
+        if self.stopped_epoch:  # `fit` starts at `_initial_epoch`, as set by RunBackup
+            self.model._initial_epoch = self.params["epochs"]
+
+
 def make_callbacks(config, folder, backup, best=None):
     """The trainer's callbacks, in the order their epoch-end work must happen (backup commits last-but-one)."""
     callbacks = [
@@ -234,7 +260,7 @@ def make_callbacks(config, folder, backup, best=None):
     ]
     if config.early_stopping:
         monitor = "val_loss" if config.val_fraction > 0 else "loss"
-        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=config.early_stopping))
+        callbacks.append(ResumableEarlyStopping(backup, monitor=monitor, patience=config.early_stopping))
     if config.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(str(folder / runs.TENSORBOARD), write_graph=False))
     if config.quiet:
@@ -322,14 +348,19 @@ def _prepare(config, plan, initial_epoch):
     kwargs = model_config(config, splits.image_shape, splits.num_classes)
     size = (kwargs["image_size"],) * 2 if isinstance(kwargs["image_size"], int) else tuple(kwargs["image_size"])
     augment = config.augment or vdata.default_augmentation(splits.image_shape[-1])
-    train_ds, val_ds, test_ds = vdata.pipelines(
+    train_epochs = vdata.training_epochs(
         splits, size, plan.global_batch, augment=augment, mixup=config.mixup, cutmix=config.cutmix, seed=config.seed
     )
-    train_ds = plan.shard(train_ds)
-    if int(train_ds.cardinality()) > 0:  # e.g. JAX data-parallel drops the last partial batch
-        schedule["steps_per_epoch"] = min(schedule["steps_per_epoch"], int(train_ds.cardinality()))
-    # One deterministic stream of batches over all epochs; a resumed run skips the epochs done.
-    stream = train_ds.repeat().skip(initial_epoch * schedule["steps_per_epoch"])
+    _, val_ds, test_ds = vdata.pipelines(splits, size, plan.global_batch)
+    batches = int(plan.shard(train_epochs.batches(0)).cardinality())
+    if batches > 0:  # e.g. JAX data-parallel drops the last partial batch
+        schedule["steps_per_epoch"] = min(schedule["steps_per_epoch"], batches)
+    # The epochs left, each in the order (seed, epoch) gives and cut to the epoch's steps: a resumed
+    # run reads what an uninterrupted run reads from its next epoch on.
+    steps = schedule["steps_per_epoch"]
+    stream = train_epochs.stream(initial_epoch, schedule["epochs"], per_epoch=lambda b: plan.shard(b).take(steps))
+    if plan.strategy is not None:  # tf.distribute reads its auto-shard option from the outer dataset
+        stream = plan.shard(stream)
     return {
         "splits": splits,
         "model": kwargs,

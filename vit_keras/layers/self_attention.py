@@ -9,8 +9,24 @@ from keras import ops
 from vit_keras.layers.linear import linear
 from vit_keras.validation import check_positive, check_rate
 
+# The order of the fused q/k/v axis (timm's `attn.qkv`): each part is D wide, head-major (heads, d).
+QKV_PARTS = ("query", "key", "value")
 # The child groups in which `keras.layers.MultiHeadAttention` stores its four projections.
-_LEGACY_PROJECTIONS = ("query", "key", "value", "output")
+_LEGACY_PROJECTIONS = QKV_PARTS + ("output",)
+
+
+def qkv_block(part, dim):
+    """The slice of the fused (3D) q/k/v axis that holds `part`.
+
+    Args:
+        part: "query", "key" or "value".
+        dim: the token width D.
+
+    Returns:
+        A `slice` into the last axis of `qkv_kernel` and into `qkv_bias`.
+    """
+    index = QKV_PARTS.index(part)
+    return slice(index * dim, (index + 1) * dim)
 
 
 @keras.saving.register_keras_serializable(package="vit_keras")
@@ -127,7 +143,7 @@ class SelfAttention(keras.layers.Layer):
         batch, tokens, dim = ops.shape(x)[0], ops.shape(x)[1], x.shape[-1]
         qkv = linear(x, self.qkv_kernel, self.qkv_bias)
         qkv = ops.reshape(qkv, (batch, tokens, 3, self.num_heads, self.head_dim))
-        query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # (batch, tokens, heads, d) each
+        query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # QKV_PARTS, (batch, tokens, heads, d) each
         explicit = return_attention_scores or (training and self.dropout > 0)
         if explicit:
             context, scores = self._explicit_attention(query, key, value, training)
@@ -231,8 +247,8 @@ def fuse_legacy_projections(projections):
     Returns:
         The four fused arrays, (D, 3D), (3D,), (D, D) and (D,).
     """
-    kernels = [np.asarray(projections[p][0]) for p in ("query", "key", "value")]
-    biases = [np.asarray(projections[p][1]) for p in ("query", "key", "value")]
+    kernels = [np.asarray(projections[p][0]) for p in QKV_PARTS]
+    biases = [np.asarray(projections[p][1]) for p in QKV_PARTS]
     dim = kernels[0].shape[0]
     qkv_kernel = np.concatenate([k.reshape(dim, -1) for k in kernels], axis=1)
     qkv_bias = np.concatenate([b.reshape(-1) for b in biases])

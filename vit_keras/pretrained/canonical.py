@@ -19,6 +19,7 @@ import logging
 import keras
 import numpy as np
 
+from vit_keras.layers.self_attention import QKV_PARTS, qkv_block
 from vit_keras.pretrained.files import CheckpointError
 from vit_keras.pretrained.resample import resample_table
 
@@ -72,8 +73,8 @@ def _attention(prefix, layer):
     dim, heads = layer.out_kernel.shape[0], layer.num_heads
     per_head = (heads, dim // heads)
     weights = {}
-    for i, part in enumerate(("query", "key", "value")):
-        block = slice(i * dim, (i + 1) * dim)
+    for part in QKV_PARTS:
+        block = qkv_block(part, dim)
         weights[f"{prefix}/{part}/kernel"] = (layer.qkv_kernel, (slice(None), block), (dim,) + per_head)
         weights[f"{prefix}/{part}/bias"] = (layer.qkv_bias, (block,), per_head)
     weights[f"{prefix}/out/kernel"] = (layer.out_kernel, (), per_head + (dim,))

@@ -2,6 +2,8 @@
 
 The container is recognised from the file's first bytes, not its name, and every array is
 read in full here, so a truncated or corrupt file fails before anything is loaded into a model.
+A sharded Hugging Face checkpoint (`model.safetensors.index.json` or `pytorch_model.bin.index.json`
+and the shard files its `weight_map` names) is read as one dict, every shard checked first.
 """
 
 import hashlib
@@ -16,7 +18,15 @@ import numpy as np
 
 # Files looked for, in this order, when a checkpoint path is a directory (a Hugging Face
 # snapshot or a timm/Hub download).
-DIRECTORY_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
+DIRECTORY_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+    "open_clip_pytorch_model.bin",
+)
+# The name ending of a sharded checkpoint's index (transformers' `save_pretrained(max_shard_size=...)`).
+INDEX_SUFFIX = ".index.json"
 
 # Keys under which training scripts nest a model's state dict in a `.pth` file.
 _STATE_DICT_WRAPPERS = ("state_dict", "model", "model_state", "model_state_dict", "module")
@@ -37,6 +47,11 @@ def sha256_of(path):
 
 def check_sha256(path, expected):
     """Raise a CheckpointError if the file's sha256 is not `expected` (a hex string)."""
+    if is_shard_index(path):
+        raise CheckpointError(
+            f"sha256= verifies one file; {path} is the index of a sharded checkpoint (several files): "
+            "check each shard's digest instead."
+        )
     expected = str(expected).strip().lower()
     found = sha256_of(path)
     if found != expected:
@@ -161,7 +176,7 @@ def safetensors_header(path):
 def checkpoint_metadata(path):
     """The `__metadata__` strings of a `.safetensors` checkpoint ({} for other files)."""
     path = checkpoint_file(path)
-    if _container(path) != "safetensors":
+    if is_shard_index(path) or _container(path) != "safetensors":
         return {}
     metadata = safetensors_header(path).get("__metadata__") or {}
     return metadata if isinstance(metadata, dict) else {}
@@ -242,15 +257,8 @@ def _check_finite(path, arrays):
             raise CheckpointError(f"{path} holds NaN or infinite values in {key!r}: it is corrupt: {REMEDY}.")
 
 
-def read_checkpoint(path):
-    """{key: array} of every tensor in the checkpoint at `path` (a file or a model directory).
-
-    Raises FileNotFoundError for a missing path and CheckpointError (a ValueError) with a
-    one-line message naming the file for one that is empty, truncated, corrupt (a failed CRC,
-    a damaged header, NaN/inf values), of another kind (an image, an HTML page, a Keras
-    archive, a Git LFS pointer) or not a `.npz`, `.safetensors` or `.pth`/`.bin` checkpoint.
-    """
-    path = checkpoint_file(path)
+def _read_file(path):
+    """{key: array} of one checkpoint file; CheckpointError naming it if it is damaged or foreign."""
     kind = "checkpoint"
     try:
         kind = _container(path)
@@ -266,3 +274,91 @@ def read_checkpoint(path):
         raise CheckpointError(f"{path} holds no tensors: {REMEDY}.")
     _check_finite(path, arrays)
     return arrays
+
+
+def read_json_object(path, remedy=REMEDY):
+    """The JSON object (a dict) in the file `path`; a one-line CheckpointError naming it otherwise."""
+    try:
+        content = json.loads(pathlib.Path(path).read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{path} is not valid JSON ({one_line(error, 80)}): {remedy}.") from None
+    if not isinstance(content, dict):
+        raise CheckpointError(f"{path} is not a JSON object (found a JSON {type(content).__name__}): {remedy}.")
+    return content
+
+
+def is_shard_index(path):
+    """True if `path` names the index of a sharded checkpoint (`*.index.json`)."""
+    return pathlib.Path(path).name.endswith(INDEX_SUFFIX)
+
+
+def _shard_name_is_inside(name):
+    """True for a relative path without `..` (the weight_map of an index names files in its folder)."""
+    pure = pathlib.PurePosixPath(name)
+    return bool(name) and "\\" not in name and not pure.is_absolute() and ".." not in pure.parts and ":" not in name
+
+
+def read_weight_map(index):
+    """{key: shard file name} of a sharded checkpoint's index file, every shard checked to exist.
+
+    Raises:
+        CheckpointError: the index is not JSON, has no `weight_map` object of names, or names a
+            file outside its folder.
+        FileNotFoundError: a shard the index names is not in the folder.
+    """
+    content = read_json_object(index)
+    weight_map = content.get("weight_map")
+    if not isinstance(weight_map, dict) or not weight_map:
+        found = f"keys {sorted(content)[:6]}" if "weight_map" not in content else f"{weight_map!r:.60}"
+        raise CheckpointError(
+            f"{index} must have a non-empty 'weight_map' object {{weight name: shard file}}; found {found}: {REMEDY}."
+        )
+    for key, name in weight_map.items():
+        if not isinstance(name, str) or not _shard_name_is_inside(name):
+            raise CheckpointError(
+                f"{index}: weight_map gives {key!r} the shard {name!r}; expected a file name inside "
+                f"{pathlib.Path(index).parent}."
+            )
+    for name in sorted(set(weight_map.values())):
+        if not (pathlib.Path(index).parent / name).is_file():
+            raise FileNotFoundError(
+                f"{index} lists the shard {name}, which is not in {pathlib.Path(index).parent}: "
+                "download the missing file (or the whole folder) again."
+            )
+    return weight_map
+
+
+def _read_sharded(index):
+    """{key: array} of every shard of the checkpoint whose index is `index`."""
+    weight_map = read_weight_map(index)
+    arrays, origin = {}, {}
+    for name in sorted(set(weight_map.values())):
+        for key, array in _read_file(index.parent / name).items():
+            if key in origin:
+                raise CheckpointError(f"{index}: {key!r} is in two shards, {origin[key]} and {name}: {REMEDY}.")
+            arrays[key], origin[key] = array, name
+    for key, name in weight_map.items():
+        if origin.get(key) != name:
+            raise CheckpointError(
+                f"{index}: weight_map puts {key!r} in {name}; found it in {origin.get(key, 'no shard')}: {REMEDY}."
+            )
+    return arrays
+
+
+def read_checkpoint(path):
+    """{key: array} of every tensor in the checkpoint at `path` (a file, a model directory or a shard index).
+
+    A directory is read as its first `DIRECTORY_FILES` entry; a sharded checkpoint (an
+    `*.index.json` file, or a directory holding one) as the union of its shards.
+
+    Raises FileNotFoundError for a missing path or shard and CheckpointError (a ValueError) with a
+    one-line message naming the file for one that is empty, truncated, corrupt (a failed CRC,
+    a damaged header, NaN/inf values), of another kind (an image, an HTML page, a Keras
+    archive, a Git LFS pointer) or not a `.npz`, `.safetensors` or `.pth`/`.bin` checkpoint, and
+    for a shard index that is not JSON, lacks `weight_map`, names a file outside its folder or
+    does not match its shards.
+    """
+    path = checkpoint_file(path)
+    if is_shard_index(path):
+        return _read_sharded(path)
+    return _read_file(path)

@@ -11,7 +11,7 @@ entries in a `.safetensors` header's metadata. Google `.npz` files split their k
 import json
 import pathlib
 
-from vit_keras.pretrained.files import CheckpointError, checkpoint_metadata, one_line
+from vit_keras.pretrained.files import CheckpointError, checkpoint_metadata, read_json_object
 
 # timm ViT name -> heads: vit_{size}_patch{P}_{res}.
 _TIMM_SIZES = {"tiny": 3, "small": 6, "base": 12, "large": 16, "huge": 16}
@@ -22,14 +22,7 @@ def read_config(path):
     config_path = pathlib.Path(path) / "config.json"
     if not pathlib.Path(path).is_dir() or not config_path.is_file():
         return None
-    try:
-        config = json.loads(config_path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointError(
-            f"{config_path} is not valid JSON ({one_line(error, 80)}): download the model folder again."
-        ) from None
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{config_path} is not a JSON object: download the model folder again.")
+    config = read_json_object(config_path, remedy="download the model folder again")
     if "architecture" not in config and "num_attention_heads" not in config:
         raise CheckpointError(
             f"{config_path} has neither 'num_attention_heads' (transformers) nor 'architecture' (timm), "

@@ -7,11 +7,21 @@ so a second load, or one with `HF_HUB_OFFLINE=1`, reads it from there without th
 import os
 import pathlib
 
-from vit_keras.pretrained.files import CheckpointError, one_line
+from vit_keras.pretrained.files import DIRECTORY_FILES, CheckpointError, one_line
 
 HUB_PREFIX = "hf://"
-# What a ViT snapshot needs: its config (head count, labels) and its weights.
-SNAPSHOT_FILES = ["config.json", "model.safetensors", "pytorch_model.bin"]
+# What a ViT snapshot needs: its configs (architecture, head count, labels, input normalisation)
+# and its weights, in one file or in shards with their index.
+CONFIG_FILES = ["config.json", "preprocessor_config.json"]
+WEIGHT_FILES = [
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "model-*-of-*.safetensors",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+    "pytorch_model-*-of-*.bin",
+]
+SNAPSHOT_FILES = CONFIG_FILES + WEIGHT_FILES
 
 
 def is_hub_source(source):
@@ -66,6 +76,8 @@ def hub_snapshot(source, cache_dir=None):
     except (huggingface_hub.errors.HfHubHTTPError, OSError) as error:
         raise OSError(f"could not download {source}: {one_line(error)}") from None
     folder = pathlib.Path(folder)
-    if not any((folder / name).is_file() for name in SNAPSHOT_FILES[1:]):
-        raise CheckpointError(f"{source}: the snapshot {folder} holds no model.safetensors or pytorch_model.bin.")
+    if not any((folder / name).is_file() for name in DIRECTORY_FILES):
+        raise CheckpointError(
+            f"{source}: the snapshot {folder} holds no model.safetensors or pytorch_model.bin (nor a shard index)."
+        )
     return folder

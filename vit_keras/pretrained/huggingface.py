@@ -5,10 +5,20 @@ Keys as in transformers' `modeling_vit.py`: `vit.embeddings.patch_embeddings.pro
 `...intermediate.dense`, `...output.dense`, `...layernorm_{before,after}`, `vit.layernorm`,
 `classifier`, and `pooler.dense` (a `ViTModel`'s tanh pooler: the pre-logits layer of the
 ImageNet-21k releases). A bare `ViTModel` has the same keys without the `vit.` prefix.
+
+A snapshot's `config.json` (transformers' `ViTConfig`) becomes `vit_keras.ViT` arguments with
+`vit_arguments`, and its `preprocessor_config.json` (`ViTImageProcessor`) a `preprocessing` name
+with `preprocessing_of`.
 """
+
+import logging
+import numbers
+import pathlib
 
 import numpy as np
 
+from vit_keras.architectures import NORMALIZATIONS
+from vit_keras.pretrained.files import read_json_object
 from vit_keras.pretrained.timm import attention_output, attention_projection, conv_kernel, dense_kernel
 
 _PATCH_KEY = "embeddings.patch_embeddings.projection.weight"
@@ -79,3 +89,161 @@ def huggingface_to_canonical(arrays, num_heads):
         else:
             unused.append(key)
     return canonical, unused
+
+
+def head_arguments(arrays):
+    """The `ViT` read-out arguments a transformers state dict implies, from its weights' shapes.
+
+    A `classifier` gives include_top=True and its num_classes; none (a `ViTModel`) gives
+    include_top=False; a `pooler` gives representation_size (its tanh layer's width).
+    Returns {} for a checkpoint of another layout.
+    """
+    if not is_huggingface_checkpoint(arrays):
+        return {}
+    arrays = {_strip(k): v for k, v in arrays.items()}
+    arguments = {"include_top": "classifier.weight" in arrays}
+    if arguments["include_top"]:
+        arguments["num_classes"] = int(np.shape(arrays["classifier.weight"])[0])
+    if "pooler.dense.weight" in arrays:
+        arguments["representation_size"] = int(np.shape(arrays["pooler.dense.weight"])[0])
+    return arguments
+
+
+log = logging.getLogger("vit_keras")
+
+# ViTConfig key -> ViT argument, for the keys every ViT config.json must state.
+_REQUIRED = {
+    "hidden_size": "embed_dim",
+    "num_hidden_layers": "depth",
+    "num_attention_heads": "num_heads",
+    "intermediate_size": "mlp_dim",
+    "patch_size": "patch_size",
+}
+# ViTConfig key -> (ViT argument, transformers' default, what it must be, test of a number) for the
+# keys a config.json may leave out.
+_OPTIONAL = {
+    "num_channels": ("in_channels", 3, "a positive integer", lambda v: isinstance(v, int) and v > 0),
+    "layer_norm_eps": ("layer_norm_epsilon", 1e-12, "a positive number", lambda v: v > 0),
+    "hidden_dropout_prob": ("dropout", 0.0, "a number in [0, 1)", lambda v: 0 <= v < 1),
+    "attention_probs_dropout_prob": ("attention_dropout", 0.0, "a number in [0, 1)", lambda v: 0 <= v < 1),
+}
+
+
+class _Absent:
+    """What a config.json that lacks a key is said to hold there."""
+
+    def __repr__(self):
+        return "no such key"
+
+
+_ABSENT = _Absent()
+
+
+def _config_error(config_path, key, expected, found):
+    return ValueError(f"{config_path}: {key!r} must be {expected}; found {found!r:.80}.")
+
+
+def _positive_int(config_path, config, key):
+    value = config.get(key, _ABSENT)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise _config_error(config_path, key, "a positive integer", value)
+    return value
+
+
+def _image_size(config_path, config):
+    value = config.get("image_size", _ABSENT)
+    sides = value if isinstance(value, (list, tuple)) and len(value) == 2 else [value]
+    if not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sides):
+        raise _config_error(config_path, "image_size", "a positive integer or [height, width]", value)
+    return tuple(value) if len(sides) == 2 else value
+
+
+def _check_supported(config_path, config):
+    """Raise for a config.json of a model this ViT does not compute (another type or activation)."""
+    if config.get("model_type") != "vit":
+        found = config.get("model_type", _ABSENT)
+        raise _config_error(config_path, "model_type", "'vit' (transformers' ViTConfig)", found)
+    if config.get("hidden_act", "gelu") != "gelu":
+        raise _config_error(config_path, "hidden_act", "'gelu' (exact, erf-based)", config.get("hidden_act"))
+    if not isinstance(config.get("qkv_bias", True), bool):
+        raise _config_error(config_path, "qkv_bias", "true or false", config.get("qkv_bias"))
+    for key, (_, default, expected, fits) in _OPTIONAL.items():
+        value = config.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not fits(value):
+            raise _config_error(config_path, key, expected, value)
+
+
+def vit_arguments(config, config_path="config.json"):
+    """`vit_keras.ViT` keyword arguments for a transformers ViT `config.json` (a dict).
+
+    Args:
+        config: the parsed config.json of a `ViTModel` / `ViTForImageClassification`.
+        config_path: the file, for error messages.
+
+    Returns:
+        A dict of image_size, patch_size, in_channels, embed_dim, depth, num_heads, mlp_dim,
+        layer_norm_epsilon, dropout, attention_dropout and, where the config has `id2label`,
+        num_classes. (`qkv_bias: false` checkpoints load as zero biases.)
+
+    Raises:
+        ValueError: one line naming config.json, the key, what was expected and what was found,
+            for a model_type other than "vit", a hidden_act other than "gelu", a missing or
+            non-positive size, a hidden_size that num_attention_heads does not divide, or an
+            image_size that patch_size does not divide.
+    """
+    _check_supported(config_path, config)
+    arguments = {name: _positive_int(config_path, config, key) for key, name in _REQUIRED.items()}
+    arguments["image_size"] = _image_size(config_path, config)
+    for key, (name, default, _, _) in _OPTIONAL.items():
+        arguments[name] = config.get(key, default)
+    if arguments["embed_dim"] % arguments["num_heads"]:
+        raise _config_error(
+            config_path,
+            "hidden_size",
+            f"a multiple of num_attention_heads={arguments['num_heads']}",
+            config["hidden_size"],
+        )
+    sides = arguments["image_size"] if isinstance(arguments["image_size"], tuple) else [arguments["image_size"]]
+    if any(side % arguments["patch_size"] for side in sides):
+        raise _config_error(
+            config_path, "image_size", f"a multiple of patch_size={arguments['patch_size']}", config["image_size"]
+        )
+    if isinstance(config.get("id2label"), dict) and config["id2label"]:
+        arguments["num_classes"] = len(config["id2label"])
+    return arguments
+
+
+def _close(found, expected):
+    """True if `found` (numbers from a JSON file) equals `expected` per channel; False for non-numbers."""
+    try:
+        return bool(np.allclose(np.asarray(found, dtype="float64"), expected))
+    except (TypeError, ValueError):
+        return False
+
+
+def preprocessing_of(folder):
+    """The `ViT(preprocessing=)` name the snapshot's `preprocessor_config.json` describes, or None.
+
+    A `ViTImageProcessor` that rescales by 1/255 and normalises with a mean and std of
+    `vit_keras.architectures.NORMALIZATIONS` (Google's ViTs: 0.5 / 0.5, "symmetric"; no
+    normalisation: "unit") gives that name; a folder without the file, or other statistics,
+    give None (with a log line).
+    """
+    path = pathlib.Path(folder) / "preprocessor_config.json"
+    if not path.is_file():
+        return None
+    config = read_json_object(path, remedy="download it again")
+    rescale = config.get("rescale_factor", 1 / 255) if config.get("do_rescale", True) else 1.0
+    mean, std = (config.get("image_mean"), config.get("image_std")) if config.get("do_normalize", True) else (0, 1)
+    for name, (norm_mean, norm_std) in NORMALIZATIONS.items():
+        if _close(rescale, 1 / 255) and _close(mean, norm_mean) and _close(std, norm_std):
+            return name
+    log.info(
+        "%s: scaling %s then normalisation (mean %s, std %s) is none of %s; feed inputs normalised so.",
+        path,
+        rescale,
+        mean,
+        std,
+        list(NORMALIZATIONS),
+    )
+    return None

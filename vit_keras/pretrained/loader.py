@@ -135,8 +135,9 @@ def load_pretrained(model, source, sha256=None, cache_dir=None, num_heads=None, 
 
     Args:
         model: a `vit_keras.ViT` with the patch stem.
-        source: a local file (`.npz`, `.safetensors`, `.pth`/`.bin`), a Hugging Face model
-            directory, an http(s)/file URL (downloaded once into the cache), `hf://ORG/NAME[@REV]`
+        source: a local file (`.npz`, `.safetensors`, `.pth`/`.bin`, a sharded checkpoint's
+            `*.index.json`), a Hugging Face model directory (one file or shards), an http(s)/file
+            URL (downloaded once into the cache), `hf://ORG/NAME[@REV]`
             (a Hugging Face Hub snapshot, through huggingface_hub and its cache; HF_HUB_OFFLINE=1
             honoured), or a published name such as "augreg_in21k_ft_in1k" (the model must match a preset).
         sha256: expected hex digest of the file; a mismatch raises before loading.
@@ -164,9 +165,12 @@ def load_pretrained(model, source, sha256=None, cache_dir=None, num_heads=None, 
     return load_local(model, path, checkpoint, num_heads=num_heads, interpolation=interpolation)
 
 
-def load_local(model, path, checkpoint=None, num_heads=None, interpolation="auto"):
-    """`load_pretrained` of a local file or folder; `checkpoint` is its registry entry, if any."""
-    arrays = read_checkpoint(path)
+def load_local(model, path, checkpoint=None, num_heads=None, interpolation="auto", arrays=None):
+    """`load_pretrained` of a local file or folder; `checkpoint` is its registry entry, if any.
+
+    `arrays` is the checkpoint's contents (`read_checkpoint(path)`) where the caller has read them.
+    """
+    arrays = read_checkpoint(path) if arrays is None else arrays
     config = read_config(path)
     kind, canonical = to_canonical(arrays, model.num_heads, source=str(path))
     hints = head_count_hints(path, config, num_heads)

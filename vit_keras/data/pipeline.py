@@ -1,0 +1,232 @@
+"""Batched `tf.data` pipelines for `model.fit`: resize, augment (Keras preprocessing layers), shuffle, batch."""
+
+import functools
+
+import keras
+import tensorflow as tf
+
+from vit_keras.choices import AUGMENTATIONS
+
+CACHE_LIMIT_BYTES = 2 * 1024**3
+
+
+def augmentation_layers(kind, image_size, seed=0, channels=3):
+    """Keras preprocessing layers for augmentation `kind` (applied to raw-pixel batches)."""
+    if kind not in AUGMENTATIONS:
+        raise ValueError(f"augment must be one of {list(AUGMENTATIONS)}; found {kind!r}.")
+    height, width = image_size
+    if kind == "none":
+        return []
+    if kind == "shift":  # whole-pixel shifts of up to 1/14 of the side (2 px on 28x28), like a padded random crop
+        return [
+            keras.layers.RandomTranslation(1 / 14, 1 / 14, fill_mode="constant", interpolation="nearest", seed=seed)
+        ]
+    if kind == "digits":  # small affine jitter; digits are not flipped. Only the rotation
+        # interpolates: three bilinear resamplings in a row blur the strokes (pixel std -12%),
+        # a train/test mismatch that costs accuracy.
+        return [
+            keras.layers.RandomRotation(10 / 360, fill_mode="constant", seed=seed),
+            keras.layers.RandomZoom(0.1, fill_mode="constant", interpolation="nearest", seed=seed + 1),
+            keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant", interpolation="nearest", seed=seed + 2),
+        ]
+    pad = max(1, height // 8), max(1, width // 8)  # crop a jittered window of a padded image
+    layers = [
+        keras.layers.Resizing(height + 2 * pad[0], width + 2 * pad[1]),
+        keras.layers.RandomCrop(height, width, seed=seed),
+        keras.layers.RandomFlip("horizontal", seed=seed + 1),
+    ]
+    if kind == "randaugment" and channels == 3:
+        layers.append(keras.layers.RandAugment(value_range=(0, 255), seed=seed + 2))
+    return layers
+
+
+def make_pipeline(
+    dataset,
+    image_size,
+    batch_size,
+    num_classes,
+    training=False,
+    augment="none",
+    mixup=0.0,
+    cutmix=0.0,
+    seed=0,
+    cache=True,
+    shuffle_buffer=20_000,
+    drop_remainder=False,
+    epoch=0,
+):
+    """Batched (float32 raw pixels, one-hot float32 labels) for `model.fit` / `evaluate`.
+
+    Resizes to `image_size` (height, width); when `training`, shuffles epoch `epoch` in the
+    order (`seed`, `epoch`) gives, augments with `augment` and mixes with MixUp
+    (`mixup` = alpha) or CutMix (`cutmix` = alpha) when > 0. `TrainingEpochs` gives every
+    epoch of the same pipeline in a row.
+    """
+    if training:
+        epochs = TrainingEpochs(
+            dataset,
+            image_size,
+            batch_size,
+            num_classes,
+            augment,
+            mixup,
+            cutmix,
+            seed,
+            cache,
+            shuffle_buffer,
+            drop_remainder,
+        )
+        return epochs.stream(epoch, epoch + 1)
+    examples = _examples(dataset, image_size, batch_size, num_classes, cache)
+    return finish(examples.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=tf.data.AUTOTUNE))
+
+
+def finish(dataset):
+    """`dataset` with the input-pipeline options of `fixed_parallelism_options` and one batch of prefetch."""
+    return dataset.with_options(fixed_parallelism_options()).prefetch(1)
+
+
+def _examples(dataset, image_size, batch_size, num_classes, cache):
+    """Unbatched (float32 pixels resized to `image_size`, one-hot labels), cached when `cache`."""
+    if not isinstance(batch_size, int) or batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive integer; found {batch_size!r}.")
+    height, width = image_size
+
+    def prepare(image, label):
+        image = tf.cast(image, tf.float32)
+        if image.shape.rank == 2:
+            image = image[..., None]
+        if image.shape[0] != height or image.shape[1] != width:
+            image = tf.image.resize(image, (height, width))
+        return image, tf.one_hot(label, num_classes)
+
+    examples = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+    return examples.cache() if cache else examples
+
+
+def _mixer(augment, image_size, channels, mixup, cutmix, seed):
+    """`(images, labels) -> (images, labels)` applying the augmentation layers and MixUp / CutMix; None if none."""
+    layers = augmentation_layers(augment, image_size, seed, channels or 3)
+    mixers = []
+    if mixup > 0:
+        mixers.append(keras.layers.MixUp(alpha=mixup, seed=seed + 3))
+    if cutmix > 0:
+        mixers.append(keras.layers.CutMix(factor=cutmix, seed=seed + 4))
+    if not layers and not mixers:
+        return None
+
+    def apply(images, labels):
+        for layer in layers:
+            images = layer(images, training=True)
+        for mixer in mixers:
+            mixed = mixer({"images": images, "labels": labels}, training=True)
+            images, labels = mixed["images"], mixed["labels"]
+        return images, labels
+
+    return apply
+
+
+class TrainingEpochs:
+    """The training pipeline, epoch by epoch, each epoch's order fixed by (`seed`, epoch) alone.
+
+    A run resumed at epoch k reads exactly the batches an uninterrupted run reads there, whatever
+    iterators were made before (Keras' JAX and PyTorch trainers read a batch to build the model
+    first, which with `reshuffle_each_iteration` would advance the shared shuffle state). The
+    examples are decoded and cached once, shared by all epochs. Random augmentation and mixing
+    draw from their layers' own seed state, not tied to the epoch.
+
+    Args:
+        dataset, image_size, batch_size, num_classes, augment, mixup, cutmix, seed, cache,
+            shuffle_buffer, drop_remainder: as `make_pipeline`'s.
+
+    Example:
+
+    >>> import numpy as np, tensorflow as tf
+    >>> pixels = tf.data.Dataset.from_tensor_slices((np.zeros((10, 4, 4, 1), "uint8"), np.arange(10) % 2))
+    >>> epochs = TrainingEpochs(pixels, (4, 4), batch_size=4, num_classes=2)
+    >>> int(epochs.batches(0).cardinality()), len(list(epochs.stream(1, 3)))
+    (3, 6)
+    """
+
+    def __init__(
+        self,
+        dataset,
+        image_size,
+        batch_size,
+        num_classes,
+        augment="none",
+        mixup=0.0,
+        cutmix=0.0,
+        seed=0,
+        cache=True,
+        shuffle_buffer=20_000,
+        drop_remainder=False,
+    ):
+        self.examples = _examples(dataset, image_size, batch_size, num_classes, cache)
+        self.mix = _mixer(augment, image_size, dataset.element_spec[0].shape[-1], mixup, cutmix, seed)
+        self.seed, self.batch_size = int(seed), batch_size
+        self.shuffle_buffer, self.drop_remainder = shuffle_buffer, drop_remainder
+
+    def batches(self, epoch):
+        """Epoch `epoch` (a Python int) shuffled and batched, before augmentation."""
+        shuffled = self.examples.shuffle(
+            self.shuffle_buffer, seed=self.seed * 1_000_003 + int(epoch), reshuffle_each_iteration=False
+        )
+        return shuffled.batch(self.batch_size, drop_remainder=self.drop_remainder, num_parallel_calls=tf.data.AUTOTUNE)
+
+    def stream(self, first_epoch, end_epoch, per_epoch=None):
+        """Epochs `first_epoch` .. `end_epoch - 1` in a row, augmented, with `finish`'s options.
+
+        Args:
+            first_epoch: the first epoch (a resumed run's next one).
+            end_epoch: one past the last epoch; no batch when it is not above `first_epoch`.
+            per_epoch: `dataset -> dataset` applied to each epoch's batches before they are
+                joined (e.g. sharding and a cut to the epoch's steps).
+        """
+        per_epoch = per_epoch or (lambda batches: batches)
+        epochs = [per_epoch(self.batches(epoch)) for epoch in range(first_epoch, max(end_epoch, first_epoch + 1))]
+        joined = functools.reduce(lambda head, tail: head.concatenate(tail), epochs)
+        joined = joined if end_epoch > first_epoch else joined.take(0)
+        return finish(joined.map(self.mix, num_parallel_calls=tf.data.AUTOTUNE) if self.mix else joined)
+
+
+def fixed_parallelism_options():
+    """tf.data options without autotuning: parallel maps use one thread per core.
+
+    Autotuning sizes the input pipeline as if the cores were idle; while the training step
+    uses them it takes cores from the step (BENCHMARKS.md, "tf.data autotuning").
+    """
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return options
+
+
+def pipelines(splits, image_size, batch_size, augment="none", mixup=0.0, cutmix=0.0, seed=0, cache=None):
+    """(train, validation, test) pipelines of `splits` (validation/test None when absent).
+
+    The training pipeline is epoch 0 of `training_epochs` with the same arguments.
+    """
+    train = training_epochs(splits, image_size, batch_size, augment, mixup, cutmix, seed, cache).stream(0, 1)
+    common = dict(image_size=image_size, batch_size=batch_size, num_classes=splits.num_classes)
+    common["cache"] = _fits_in_cache(splits, image_size) if cache is None else cache
+    val = make_pipeline(splits.validation, **common) if splits.validation is not None else None
+    test = make_pipeline(splits.test, **common) if splits.test is not None else None
+    return train, val, test
+
+
+def training_epochs(splits, image_size, batch_size, augment="none", mixup=0.0, cutmix=0.0, seed=0, cache=None):
+    """`TrainingEpochs` of `splits.train` (`cache` None: when all splits decoded fit in `CACHE_LIMIT_BYTES`)."""
+    cache = _fits_in_cache(splits, image_size) if cache is None else cache
+    return TrainingEpochs(
+        splits.train, image_size, batch_size, splits.num_classes, augment, mixup, cutmix, seed, cache=cache
+    )
+
+
+def _fits_in_cache(splits, image_size):
+    count = sum(n or 0 for n in splits.sizes.values())
+    return count * image_size[0] * image_size[1] * (splits.image_shape[-1] or 3) * 4 <= CACHE_LIMIT_BYTES
+
+
+def default_augmentation(channels):
+    """ "shift" for single-channel images (digits), "natural" for colour images."""
+    return "shift" if channels == 1 else "natural"
