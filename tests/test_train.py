@@ -274,6 +274,19 @@ def test_early_stopping_survives_a_resume(tmp_path, tiny_npz, monkeypatch):
     assert got[-1, loss] < got[0, loss]  # it learned while the scripted validation loss stalled
 
 
+def test_a_run_killed_after_its_last_epoch_finishes_without_training(tmp_path, tiny_npz, monkeypatch):
+    """No epoch is left to train: the rerun only evaluates (JAX and PyTorch still read a batch to build)."""
+    output = tmp_path / "run"
+    argv = QUICK + NO_XLA + tiny_npz + ["--epochs", "1", "--steps-per-epoch", "3", "--output", str(output), "--quiet"]
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(train, "_evaluate", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt("killed")))
+        train.train(config_of(argv))
+    seen = EpochsSeen()
+    results = train.train(config_of(argv), callbacks=[seen])
+    assert seen.epochs == [] and results["status"] == "finished" and results["epochs_run"] == 1
+    assert "test_accuracy" in json.loads((output / "results.json").read_text())
+
+
 @pytest.mark.single_backend
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_model(tmp_path, tiny_npz):
     class Poison(keras.callbacks.Callback):

@@ -357,8 +357,10 @@ def _prepare(config, plan, initial_epoch):
         schedule["steps_per_epoch"] = min(schedule["steps_per_epoch"], batches)
     # The epochs left, each in the order (seed, epoch) gives and cut to the epoch's steps: a resumed
     # run reads what an uninterrupted run reads from its next epoch on.
-    steps = schedule["steps_per_epoch"]
-    stream = train_epochs.stream(initial_epoch, schedule["epochs"], per_epoch=lambda b: plan.shard(b).take(steps))
+    # At least one epoch even when none is left: Keras' JAX and PyTorch trainers read a batch to build
+    # the loss and metrics before they find that no epoch is left to train.
+    steps, end = schedule["steps_per_epoch"], max(schedule["epochs"], initial_epoch + 1)
+    stream = train_epochs.stream(initial_epoch, end, per_epoch=lambda batches: plan.shard(batches).take(steps))
     if plan.strategy is not None:  # tf.distribute reads its auto-shard option from the outer dataset
         stream = plan.shard(stream)
     return {
