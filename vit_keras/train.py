@@ -351,7 +351,7 @@ def _prepare(config, plan, initial_epoch):
     train_epochs = vdata.training_epochs(
         splits, size, plan.global_batch, augment=augment, mixup=config.mixup, cutmix=config.cutmix, seed=config.seed
     )
-    _, val_ds, test_ds = vdata.pipelines(splits, size, plan.global_batch)
+    val_ds, test_ds = vdata.evaluation_pipelines(splits, size, plan.global_batch)
     batches = int(plan.shard(train_epochs.batches(0)).cardinality())
     if batches > 0:  # e.g. JAX data-parallel drops the last partial batch
         schedule["steps_per_epoch"] = min(schedule["steps_per_epoch"], batches)

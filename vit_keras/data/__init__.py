@@ -21,7 +21,7 @@ Modules (each name below is re-exported here):
     tfds: TensorFlow Datasets (`load_tfds`), with a fast download-reachability probe.
     checks: image, label and class checks of arrays (one-line errors).
     messages: one-line error text and file-kind sniffing.
-    pipeline: `make_pipeline`, `pipelines`, `training_epochs` (`TrainingEpochs`),
+    pipeline: `make_pipeline`, `pipelines`, `training_epochs` (`TrainingEpochs`), `evaluation_pipelines`,
         `augmentation_layers`, `default_augmentation`, `fixed_parallelism_options`.
 """
 
@@ -34,6 +34,7 @@ from vit_keras.data.pipeline import (
     TrainingEpochs,
     augmentation_layers,
     default_augmentation,
+    evaluation_pipelines,
     fixed_parallelism_options,
     make_pipeline,
     pipelines,
@@ -50,6 +51,7 @@ __all__ = [
     "augmentation_layers",
     "decode_image_file",
     "default_augmentation",
+    "evaluation_pipelines",
     "fixed_parallelism_options",
     "load_dataset",
     "load_idx_folder",

@@ -207,11 +207,16 @@ def pipelines(splits, image_size, batch_size, augment="none", mixup=0.0, cutmix=
     The training pipeline is epoch 0 of `training_epochs` with the same arguments.
     """
     train = training_epochs(splits, image_size, batch_size, augment, mixup, cutmix, seed, cache).stream(0, 1)
-    common = dict(image_size=image_size, batch_size=batch_size, num_classes=splits.num_classes)
-    common["cache"] = _fits_in_cache(splits, image_size) if cache is None else cache
-    val = make_pipeline(splits.validation, **common) if splits.validation is not None else None
-    test = make_pipeline(splits.test, **common) if splits.test is not None else None
-    return train, val, test
+    return (train, *evaluation_pipelines(splits, image_size, batch_size, cache))
+
+
+def evaluation_pipelines(splits, image_size, batch_size, cache=None):
+    """(validation, test) pipelines of `splits`, each None when the split is absent (`cache` as `training_epochs`')."""
+    cache = _fits_in_cache(splits, image_size) if cache is None else cache
+    common = dict(image_size=image_size, batch_size=batch_size, num_classes=splits.num_classes, cache=cache)
+    return tuple(
+        make_pipeline(split, **common) if split is not None else None for split in (splits.validation, splits.test)
+    )
 
 
 def training_epochs(splits, image_size, batch_size, augment="none", mixup=0.0, cutmix=0.0, seed=0, cache=None):
