@@ -12,6 +12,11 @@ What one run can measure:
   - training and inference images/s (tasks train, infer), ours on each Keras backend and
     precision against timm (eager; bfloat16 through torch.autocast) and keras-hub;
   - more models in the same run (`--model preset=...,image_size=...,batch_size=...`);
+  - models trained with dropout (`--dropout RATE`, or `dropout=RATE` in a `--model`): every
+    implementation drops the same tensors at that rate (after the position embedding, the
+    attention output projection, the MLP activation and the MLP output; no attention-weight or
+    head dropout; see scripts/bench/workloads.py). The tables name a non-zero rate in the
+    model's headings, the JSON and CSV rows carry it in a `dropout` column (0: nothing dropped);
   - serving (task serve): our exported SavedModel's `serving_default` signature (exported with
     `vit_keras.export_saved_model`, loaded with `tf.saved_model.load`) against timm's eager
     inference (`torch.inference_mode`): images/s at the model's batch size and the batch-1
@@ -22,14 +27,14 @@ Each run writes JSON and CSV into --out; `--markdown FILE` appends a dated secti
 tables (or replaces the section of the same title and day).
 
 The full CPU run (ViT-Ti/16 training in float32 and bfloat16, the tutorial model's training at
-batch 128, ViT-Ti/16 serving, three TensorFlow repeats):
+batch 128 with its dropout 0.1, ViT-Ti/16 serving, three TensorFlow repeats):
 
     python scripts/benchmark.py --preset vit_ti16 --image-size 224 --batch-size 32 \\
         --tasks train,serve --backends tensorflow,jax,torch --precisions float32,mixed_bfloat16 \\
         --compare timm,keras-hub --peer-precisions float32,mixed_bfloat16 \\
         --keras-hub-backends tensorflow,jax --keras-hub-precisions float32 \\
         --repeats 3 --steps 2 --latency-calls 30 --tf-repeats 3 \\
-        --model preset=vit_mnist_p7,image_size=28,batch_size=128,num_classes=10,tasks=train,steps=10 \\
+        --model preset=vit_mnist_p7,image_size=28,batch_size=128,num_classes=10,tasks=train,steps=10,dropout=0.1 \\
         --markdown BENCHMARKS.md
 
 About 20 minutes on a 2-vCPU AMD EPYC (Zen 3), from the step times in BENCHMARKS.md (ViT-Ti/16,
@@ -61,6 +66,7 @@ from bench.runner import run_group, run_tf_repeats  # noqa: E402
 from bench.specs import (  # noqa: E402
     BACKENDS,
     PRECISIONS,
+    check_dropout,
     check_section,
     group_key,
     job_specs,
@@ -87,7 +93,14 @@ def _parser():
         action="append",
         default=[],
         help="another model in the same run: key=value pairs (preset, image_size, batch_size, num_classes, "
-        "tasks joined by '+', steps, spe); the others' values by default. Repeatable.",
+        "tasks joined by '+', steps, spe, dropout); the others' values by default. Repeatable.",
+    )
+    p.add_argument(
+        "--dropout",
+        type=float,
+        default=0.0,
+        metavar="RATE",
+        help="dropout rate in [0, 1) every implementation trains the main model with (default 0: none)",
     )
     p.add_argument("--backends", default="tensorflow", help="Keras backends for vit_keras (comma list)")
     p.add_argument("--precisions", default="float32", help="precisions for vit_keras (comma list)")
@@ -139,6 +152,7 @@ def _check(args):
         raise ValueError(f"--tf-repeats must be >= 0; found {args.tf_repeats}")
     if args.steps_per_execution is not None and args.steps_per_execution < 1:
         raise ValueError(f"--steps-per-execution must be >= 1; found {args.steps_per_execution}")
+    check_dropout(args.dropout, "--dropout")
     _check_lists(args)
     main_section = dict(
         preset=args.preset,
@@ -148,6 +162,7 @@ def _check(args):
         tasks=split_list(args.tasks),
         steps=args.steps,
         spe=None,
+        dropout=args.dropout,
     )
     check_section(main_section, "--tasks/--steps:")
     args.sections = [main_section]

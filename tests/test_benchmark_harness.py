@@ -1,13 +1,15 @@
 """scripts/benchmark.py: the numbers BENCHMARKS.md quotes come from here, so its plumbing is tested.
 
-The harness starts its own worker processes; the first end-to-end test times this run's backend
-(KERAS_BACKEND), the serving / TensorFlow-repeats one and the rest are backend-independent.
+The harness starts its own worker processes, one per Keras backend whichever backend pytest runs
+under: the end-to-end tests read one small run of it (the `harness_run` fixture); the others call its
+functions directly.
 No test needs timm or keras-hub: the peers' rows are checked on synthetic timings.
 """
 
 import datetime
 import importlib.util
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -43,74 +45,134 @@ SEED_FORWARD_FLOPS = 2 * (
 
 
 BACKENDS = ("tensorflow", "jax", "torch")
+TITLE = "harness test"
+BATCH = 4
+
+
+@pytest.fixture(scope="module")
+def harness_run(tmp_path_factory):
+    """One small run of scripts/benchmark.py, shared by the end-to-end tests below.
+
+    It trains the tutorial model on every Keras backend (a worker process each), serves its
+    exported SavedModel, runs the TensorFlow training worker once more in a fresh process and
+    compares with timm, hidden from the workers so that theirs fail to start and the run carries
+    on without them. The Markdown goes into a file that already holds a section of the same title
+    and day, followed by another section.
+
+    Returns:
+        dict with `result` (the run's JSON), `markdown` (the file's text after the run), `csv` (the
+        CSV file's lines), `stdout`, `out` (the run's folder) and `date` (the section's day).
+    """
+    out = tmp_path_factory.mktemp("benchmark")
+    hidden = tmp_path_factory.mktemp("no_timm")
+    (hidden / "timm.py").write_text('raise ImportError("timm is hidden from this test")\n')
+    markdown = out / "BENCH.md"
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+    markdown.write_text(f"# Benchmarks\n\n### {TITLE} ({date})\n\nold table\n\n## Known limits\n\nkept\n")
+    command = [sys.executable, str(REPO / "scripts" / "benchmark.py"), "--backends", ",".join(BACKENDS)]
+    command += (
+        f"--preset vit_mnist_p7 --image-size 28 --batch-size {BATCH} --num-classes 10 --tasks train,serve".split()
+    )
+    command += "--compare timm --repeats 1 --steps 2 --latency-calls 3 --tf-repeats 1".split()
+    command += ["--title", TITLE, "--out", str(out), "--markdown", str(markdown)]
+    python_path = os.pathsep.join(filter(None, [str(hidden), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, PYTHONPATH=python_path)  # the workers inherit it: `import timm` fails there
+    run = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=REPO, env=env)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    (result_file,) = out.glob("benchmark-*.json")
+    (csv_file,) = out.glob("benchmark-*.csv")
+    return dict(
+        result=json.loads(result_file.read_text()),
+        markdown=markdown.read_text(),
+        csv=csv_file.read_text().strip().splitlines(),
+        stdout=run.stdout,
+        out=out,
+        date=date,
+    )
+
+
+def _assert_measured(row, result):
+    """A row's numbers follow from its step times, the model's FLOPs and the run's matmul peak."""
+    assert row["repeats"] == 1  # --repeats 1
+    assert row["images_per_s"] == pytest.approx(BATCH / (row["step_ms_median"] / 1e3))
+    assert row["step_ms_min"] <= row["step_ms_median"] <= row["step_ms_max"]
+    factor = 3 if row["task"] == "train" else 1
+    assert row["gflops_per_image"] * 1e9 == pytest.approx(factor * SEED_FORWARD_FLOPS)
+    peak = result["matmul_peak_gflops"]["float32"]
+    assert 0 < row["pct_f32_peak"] == pytest.approx(100 * row["achieved_gflops"] / peak)
+    assert row["info"]["backend"] == row["backend"]
+    assert 0 < row["parallelism"] <= 2 * result["machine"]["cores"]  # process CPU time / timed wall time
+    assert row["busy_threads"] is None or row["busy_threads"] >= 1  # None: under 5 clock ticks of CPU time
 
 
 @pytest.mark.single_backend  # one run spawns a worker per Keras backend, whichever backend pytest runs under
-def test_a_run_times_training_and_inference_with_flops_peak_fraction_and_a_markdown_row(tmp_path):
-    markdown = tmp_path / "BENCH.md"
-    command = [
-        sys.executable,
-        str(REPO / "scripts" / "benchmark.py"),
-        "--preset",
-        "vit_mnist_p7",
-        "--image-size",
-        "28",
-        "--batch-size",
-        "16",
-        "--num-classes",
-        "10",
-        "--tasks",
-        "train,infer",
-        "--backends",
-        ",".join(BACKENDS),
-        "--compare",
-        "",
-        "--repeats",
-        "2",
-        "--steps",
-        "2",
-        "--out",
-        str(tmp_path),
-        "--markdown",
-        str(markdown),
-        "--title",
-        "harness test",
-    ]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=REPO)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-
-    (result_file,) = tmp_path.glob("benchmark-*.json")
-    result = json.loads(result_file.read_text())
+def test_a_run_trains_on_every_backend_and_serves_with_flops_and_peak_fraction(harness_run):
+    result = harness_run["result"]
     assert result["matmul_peak_gflops"]["float32"] > 1.0
     assert result["matmul_peak_info"]["backend"] == "tensorflow"
-    rows = {(row["backend"], row["task"]): row for row in result["rows"]}
-    assert set(rows) == {(backend, task) for backend in BACKENDS for task in ("train", "infer")}
-    for (backend, task), row in rows.items():
-        assert row["repeats"] == 2
-        assert row["images_per_s"] == pytest.approx(16 / (row["step_ms_median"] / 1e3))
-        assert row["step_ms_min"] <= row["step_ms_median"] <= row["step_ms_max"]
-        factor = 3 if task == "train" else 1
-        assert row["gflops_per_image"] * 1e9 == pytest.approx(factor * SEED_FORWARD_FLOPS)
-        assert (
-            0
-            < row["pct_f32_peak"]
-            == pytest.approx(100 * row["achieved_gflops"] / result["matmul_peak_gflops"]["float32"])
-        )
-        assert row["info"]["backend"] == backend
-        assert 0 < row["parallelism"] <= 2 * result["machine"]["cores"]  # process CPU time / timed wall time
-        assert row["busy_threads"] is None or row["busy_threads"] >= 1  # None: under 5 clock ticks of CPU time
+    rows = {(row["impl"], row["backend"], row["task"]): row for row in result["rows"]}
+    assert set(rows) == {("vit_keras", b, "train") for b in BACKENDS} | {("vit_keras", "tensorflow", "serve")}
+    for row in rows.values():
+        _assert_measured(row, result)
+
+
+@pytest.mark.single_backend
+def test_tensorflow_and_jax_train_with_xla_two_steps_per_call_and_torch_eagerly(harness_run):
+    rows = {(row["backend"], row["task"]): row for row in harness_run["result"]["rows"]}
     # Keras on PyTorch runs eagerly, one step per call; TensorFlow and JAX run XLA, 2 steps per call.
     for backend in BACKENDS:
         expected = (False, 1) if backend == "torch" else (True, 2)
         info = rows[(backend, "train")]["info"]
         assert (info["jit_compile"], info["steps_per_execution"]) == expected
+    serve = rows[("tensorflow", "serve")]["info"]
+    assert (serve["exported_with_xla"], serve["signature"]) == (True, "serving_default")
 
-    text = markdown.read_text()
-    assert "### harness test" in text and "--preset vit_mnist_p7" in text
-    assert f"Machine: {result['machine']['model']}" in text and "avx512_bf16" in text and "amx" in text
-    assert sum(line.startswith("| vit_keras ") for line in text.splitlines()) == 2 * len(BACKENDS)
-    (csv_file,) = tmp_path.glob("benchmark-*.csv")
-    assert len(csv_file.read_text().strip().splitlines()) == 1 + 2 * len(BACKENDS)
+
+@pytest.mark.single_backend
+def test_serving_reports_the_batch_1_latency_of_the_savedmodel(harness_run):
+    (serve,) = [row for row in harness_run["result"]["rows"] if row["task"] == "serve"]
+    assert serve["latency_calls"] == 3 and 0 < serve["latency_ms_median"] <= serve["latency_ms_p90"]
+    assert all("latency_calls" not in row for row in harness_run["result"]["rows"] if row["task"] == "train")
+
+
+@pytest.mark.single_backend
+def test_a_tensorflow_repeat_reruns_the_training_worker_in_a_fresh_process(harness_run):
+    result = harness_run["result"]
+    (run,) = result["tf_rows"]
+    assert result["tf_name"] == "vit_keras train tensorflow float32 jit=true spe=2"
+    assert (run["tf_repeat"], run["name"]) == (1, f"tf repeat 1: {result['tf_name']}")
+    assert (run["task"], run["info"]["jit_compile"], run["info"]["steps_per_execution"]) == ("train", True, 2)
+    _assert_measured(run, result)
+    assert [path.name for path in harness_run["out"].glob("logs-*/tf-repeat-*.log")] == ["tf-repeat-1.log"]
+    assert result["tf_spread"] is None  # a spread needs two runs (their rows are tested on synthetic timings)
+    assert "Spread over the runs (max / min images/s): —×." in harness_run["markdown"]
+
+
+@pytest.mark.single_backend
+def test_a_peer_that_fails_to_start_is_reported_and_the_run_carries_on(harness_run):
+    result = harness_run["result"]
+    assert [name for name, _ in result["errors"]] == ["timm train torch float32", "timm serve torch float32"]
+    assert all("Error" in error for _, error in result["errors"])  # the worker's exception, by type
+    assert all(row["ratios"] == {} and "best_peer" not in row for row in result["rows"])  # no peer measured
+    for name, error in result["errors"]:
+        assert f"Not measured: {name}: {error}" in harness_run["markdown"]
+
+
+@pytest.mark.single_backend
+def test_the_markdown_section_of_the_same_title_and_day_is_replaced_in_place(harness_run):
+    text, heading = harness_run["markdown"], f"### {TITLE} ({harness_run['date']})"
+    assert text.startswith(f"# Benchmarks\n\n{heading}\n\n") and text.count(heading) == 1 and "old table" not in text
+    assert text.endswith("\n## Known limits\n\nkept\n") and "replaced the section in" in harness_run["stdout"]
+    assert "--preset vit_mnist_p7" in text
+    assert f"Machine: {harness_run['result']['machine']['model']}" in text and "avx512_bf16" in text and "amx" in text
+    assert (
+        f"#### vit_mnist_p7, 28 px, batch {BATCH}: training" in text
+        and "| vit_keras serve tensorflow float32 jit=true |" in text
+    )
+    assert "#### TensorFlow run to run: 1 fresh processes of `vit_keras train tensorflow float32" in text
+    assert sum(line.startswith("| vit_keras ") for line in text.splitlines()) == len(BACKENDS) + 1
+    header, *lines = harness_run["csv"]
+    assert len(lines) == len(BACKENDS) + 1 + 1 and "latency_ms_p90" in header and "tf_repeat" in header
 
 
 @pytest.mark.single_backend
@@ -182,37 +244,6 @@ def test_unknown_peer_and_bad_counts_are_rejected_by_name(capsys):
     with pytest.raises(SystemExit):
         benchmark.parse_args(["--repeats", "0"])
     assert "--repeats must be >= 1; found 0" in capsys.readouterr().err
-
-
-@pytest.mark.single_backend
-def test_serving_and_tensorflow_repeats_in_one_run_replace_their_markdown_section(tmp_path):
-    markdown = tmp_path / "BENCH.md"
-    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
-    markdown.write_text(f"# Benchmarks\n\n### serving test ({date})\n\nold table\n\n## Known limits\n\nkept\n")
-    command = [sys.executable, str(REPO / "scripts" / "benchmark.py")]
-    command += "--preset vit_mnist_p7 --image-size 28 --batch-size 4 --num-classes 10 --tasks serve".split()
-    command += "--compare timm --repeats 1 --steps 1 --latency-calls 3 --tf-repeats 2 --title".split()
-    command += ["serving test", "--out", str(tmp_path), "--markdown", str(markdown)]
-    # timm is not installed here: its worker fails to come up and the run carries on without it.
-    run = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=REPO)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-
-    result = json.loads(next(tmp_path.glob("benchmark-*.json")).read_text())
-    (serve,) = [row for row in result["rows"] if row["impl"] == "vit_keras"]
-    assert (serve["task"], serve["backend"], serve["info"]["signature"]) == ("serve", "tensorflow", "serving_default")
-    assert serve["latency_calls"] == 3 and 0 < serve["latency_ms_median"] <= serve["latency_ms_p90"]
-    runs = result["tf_rows"]
-    assert [row["tf_repeat"] for row in runs] == [1, 2] and {row["task"] for row in runs} == {"train"}
-    rates = [row["images_per_s"] for row in runs]
-    assert result["tf_spread"] == pytest.approx(max(rates) / min(rates))
-    assert all(row["parallelism"] > 0 and (row["busy_threads"] is None or row["busy_threads"] >= 1) for row in runs)
-
-    text = markdown.read_text()
-    assert text.count(f"### serving test ({date})") == 1 and "old table" not in text  # replaced in place
-    assert text.index("#### TensorFlow run to run: 2 fresh processes") < text.index("## Known limits\n\nkept")
-    assert "| vit_keras serve tensorflow float32 jit=true |" in text
-    csv_lines = next(tmp_path.glob("benchmark-*.csv")).read_text().strip().splitlines()
-    assert len(csv_lines) == 1 + 1 + 2 and "latency_ms_p90" in csv_lines[0]
 
 
 def _full_run_args():

@@ -7,6 +7,7 @@ from vit_keras.architectures import DATA_FORMATS, POOLINGS, STEMS
 from vit_keras.layers import (
     ClassToken,
     ConvStem,
+    Dropout,
     PatchEmbedding,
     PositionEmbedding,
     TokenPooling,
@@ -153,7 +154,7 @@ def _embed(x, args, policy):
     x = ClassToken(dtype=policy, name="class_token")(x)
     grid = (args["image_size"][0] // patch_size, args["image_size"][1] // patch_size)
     x = PositionEmbedding(grid_size=grid, dtype=policy, name="position_embedding")(x)
-    return keras.layers.Dropout(args["dropout"], dtype=policy, name="embedding_dropout")(x)
+    return Dropout(args["dropout"], dtype=policy, name="embedding_dropout")(x)
 
 
 def _encode(x, args, policy):

@@ -51,6 +51,7 @@ def _row(record, peak):
         task=spec["task"],
         backend=spec["backend"],
         precision=spec["precision"],
+        dropout=spec.get("dropout", 0.0),
         **_timing_fields(record),
     )
     flops_per_image = record["ready"]["forward_flops"] * (3 if spec["task"] == "train" else 1)

@@ -22,6 +22,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 WORKER = os.path.join(HERE, "worker.py")
 TAG = "@@BENCH "
+# Pause before each timed repeat: the previous worker's thread pools (OpenMP, Eigen) spin for up
+# to a few hundred ms after their last step and would take cores from a repeat of tens of ms.
+SETTLE_SECONDS = 0.5
 
 
 class Worker:
@@ -112,10 +115,16 @@ def _record(worker, final):
     )
 
 
-def _matmul_worker(args, log_dir, peak_info):
+def _matmul_worker(args, log_dir):
+    """Start the matmul-peak worker without waiting for it (`_matmul_ready` reads its ready line)."""
     device = "gpu" if args.gpu else "cpu"
     spec = dict(impl="matmul", task="peak", backend="torch" if args.gpu else "tensorflow", device=device)
-    matmul = Worker(dict(spec, warmup_steps=1), log_dir)
+    return Worker(dict(spec, warmup_steps=1), log_dir, wait=False)
+
+
+def _matmul_ready(matmul, peak_info):
+    """Wait for the matmul worker's ready line; record what the peak runs on."""
+    matmul.ready = matmul.read()
     if "error" in matmul.ready:
         print(f"  matmul peak not measured: {matmul.ready['error']}", flush=True)
     else:
@@ -154,15 +163,17 @@ def run_group(specs, args, log_dir, peak, peak_info):
     Returns:
         One dict per spec: the timings, or `error` for a worker that did not come up.
     """
-    matmul = _matmul_worker(args, log_dir, peak_info)
+    matmul = _matmul_worker(args, log_dir)  # comes up alongside the group's workers
     results = []
     workers = _start(specs, log_dir, results)
+    _matmul_ready(matmul, peak_info)
     try:
         for round_ in range(args.repeats):
             shift = round_ % len(workers) if workers else 0
             # --latency-calls batch-1 calls per worker in all, spread evenly over the rounds
             calls = args.latency_calls // args.repeats + (round_ < args.latency_calls % args.repeats)
             for worker in workers[shift:] + workers[:shift]:
+                time.sleep(SETTLE_SECONDS)
                 worker.timed_repeat(worker.spec["steps"], calls)
             if "error" not in matmul.ready:
                 for dtype, rate in matmul.request("run", 3)["seconds"].items():

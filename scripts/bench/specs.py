@@ -1,18 +1,22 @@
 """What one benchmark run measures: models ("sections"), their worker specs and how they are grouped.
 
 A section is one model at one image size and batch size with its tasks and timed steps: the
-main one comes from --preset/--image-size/--batch-size/--num-classes/--tasks/--steps, each
-`--model key=value,...` adds one (keys: preset, image_size, batch_size, num_classes, tasks with
-'+' between tasks, steps, spe). `job_specs` turns the sections into one spec per worker process;
-`group_key` says which workers live (and are interleaved) together: one section, one task (the
-SavedModel with the inference it is compared with) and one precision, so that at most one
-precision's models are in memory at a time.
+main one comes from --preset/--image-size/--batch-size/--num-classes/--tasks/--steps/--dropout,
+each `--model key=value,...` adds one (keys: preset, image_size, batch_size, num_classes, tasks
+with '+' between tasks, steps, spe, dropout). A section's `dropout` (default 0) is the rate every
+implementation trains its model with, on the same tensors (see `bench.workloads`); a non-zero
+rate is named in the section's title. `job_specs` turns the sections into one spec per worker
+process; `group_key` says which workers live (and are interleaved) together: one section, one
+task (the SavedModel with the inference it is compared with) and one precision, so that at most
+one precision's models are in memory at a time.
 """
 
 TASKS = ("train", "infer", "savedmodel", "serve")
 BACKENDS = ("tensorflow", "jax", "torch")
 PRECISIONS = ("float32", "mixed_bfloat16")
-MODEL_KEYS = dict(preset=str, image_size=int, batch_size=int, num_classes=int, tasks=str, steps=int, spe=int)
+MODEL_KEYS = dict(
+    preset=str, image_size=int, batch_size=int, num_classes=int, tasks=str, steps=int, spe=int, dropout=float
+)
 
 
 def split_list(text):
@@ -41,10 +45,17 @@ def parse_model(text, defaults):
         try:
             section[key] = MODEL_KEYS[key](value)
         except ValueError:
-            raise ValueError(f"--model {key} must be an integer; found {value!r} in {text!r}") from None
+            kind = "a number" if MODEL_KEYS[key] is float else "an integer"
+            raise ValueError(f"--model {key} must be {kind}; found {value!r} in {text!r}") from None
     if isinstance(section["tasks"], str):
         section["tasks"] = [task for task in section["tasks"].split("+") if task]
     return section
+
+
+def check_dropout(rate, name):
+    """Raise a one-line ValueError naming `name` unless `rate` is a dropout rate, in [0, 1)."""
+    if not 0.0 <= rate < 1.0:  # also false for NaN
+        raise ValueError(f"{name} must be a rate in [0, 1); found {rate}")
 
 
 def check_section(section, where):
@@ -54,14 +65,21 @@ def check_section(section, where):
             raise ValueError(f"{where} {key} must be >= 1; found {section[key]}")
     if section.get("spe") is not None and section["spe"] < 1:
         raise ValueError(f"{where} spe must be >= 1; found {section['spe']}")
+    check_dropout(section.get("dropout", 0.0), f"{where} dropout")
     unknown = [task for task in section["tasks"] if task not in TASKS]
     if unknown or not section["tasks"]:
         raise ValueError(f"{where} tasks must be among {list(TASKS)}; found {section['tasks']}")
 
 
+def dropout_note(section):
+    """', dropout 0.1' for a section trained with dropout; '' without (today's titles unchanged)."""
+    rate = section.get("dropout") or 0.0
+    return f", dropout {rate:g}" if rate else ""
+
+
 def section_title(section):
-    """'vit_ti16, 224 px, batch 32'."""
-    return f"{section['preset']}, {section['image_size']} px, batch {section['batch_size']}"
+    """'vit_ti16, 224 px, batch 32'; with dropout 'vit_mnist_p7, 28 px, batch 128, dropout 0.1'."""
+    return f"{section['preset']}, {section['image_size']} px, batch {section['batch_size']}{dropout_note(section)}"
 
 
 def _ours(args, section):
@@ -94,6 +112,7 @@ def _base(args, section, index):
         batch_size=section["batch_size"],
         num_classes=section["num_classes"],
         steps=section["steps"],
+        dropout=section.get("dropout") or 0.0,
         warmup_steps=args.warmup,
         device="gpu" if args.gpu else "cpu",
     )

@@ -4,10 +4,11 @@ The section starts with a `### TITLE (YYYY-MM-DD)` heading (what `bench.outputs.
 replaces when the same title is run again on the same day), then the CPU model and the flags that
 decide its speed, the command and the measured matmul peak, then one table per model and task,
 the serving table (throughput at the model's batch, batch-1 latency) and the TensorFlow
-run-to-run table.
+run-to-run table. A model trained with dropout has its rate in its tables' headings.
 """
 
 from bench.machine import describe_flags
+from bench.specs import dropout_note
 
 TABLE_HEAD = (
     "| configuration | images/s | step ms (median, min-max) | × best peer | best peer | × best f32 peer "
@@ -104,15 +105,16 @@ def section_tables(rows, sections):
     """`####` subsections: per model, one table per task (SavedModel rows with the inference)."""
     lines = []
     for index, section in enumerate(sections):
-        title = f"{section['preset']}, {section['image_size']} px"
+        title, dropout = f"{section['preset']}, {section['image_size']} px", dropout_note(section)
         mine = [r for r in rows if r["section"] == index]
         for task, what in (("train", "training"), ("infer", "inference")):
             chosen = [r for r in mine if r["task"] == task or (task == "infer" and r["task"] == "savedmodel")]
             if chosen:
-                lines += ["", f"#### {title}, batch {section['batch_size']}: {what}", "", *config_table(chosen)]
+                heading_line = f"#### {title}, batch {section['batch_size']}{dropout}: {what}"
+                lines += ["", heading_line, "", *config_table(chosen)]
         serve = [r for r in mine if r["task"] == "serve"]
         if serve:
-            lines += ["", f"#### {title}: serving (ours: SavedModel `serving_default`; timm: eager)", ""]
+            lines += ["", f"#### {title}{dropout}: serving (ours: SavedModel `serving_default`; timm: eager)", ""]
             lines += serve_table(serve, section["batch_size"])
     return lines
 
@@ -135,7 +137,8 @@ def markdown_section(report, title, date, gpu=False):
     lines += section_tables(report["rows"], report["sections"])
     if report.get("tf_rows"):
         count = len(report["tf_rows"])
-        lines += ["", f"#### TensorFlow run to run: {count} fresh processes of `{report['tf_name']}`", ""]
+        runs = f"{count} fresh processes of `{report['tf_name']}`{dropout_note(report['sections'][0])}"
+        lines += ["", f"#### TensorFlow run to run: {runs}", ""]
         lines += tf_repeats_table(report["tf_rows"], report["tf_spread"])
     if report.get("errors"):
         lines += ["", *[f"Not measured: {name}: {error}" for name, error in report["errors"]]]

@@ -16,6 +16,21 @@ Frameworks ("impl"):
   keras-hub  keras_hub's ViTBackbone + ViTImageClassifier with their compile defaults
   matmul     not a model: the machine's matmul peak in float32 and bfloat16 (TensorFlow on the CPU,
              PyTorch on CUDA with spec["device"] == "gpu")
+
+Dropout: a preset's own dropout is dropped; spec["dropout"] (default 0) is the rate every
+implementation trains with, on the same four tensors of each model: the tokens after the position
+embedding, the attention output (after its output projection), the MLP hidden activation and the
+MLP output. Attention weights and the classifier's input are never dropped.
+  vit_keras  `ViT(dropout=rate, attention_dropout=0)`: its `embedding_dropout` layer and each
+             encoder block's dropout (after the attention, the MLP activation and the MLP output)
+  timm       `VisionTransformer(pos_drop_rate=rate, proj_drop_rate=rate, attn_drop_rate=0,
+             drop_rate=0)`: `pos_drop`; each block's `attn.proj_drop`, `mlp.drop1` and `mlp.drop2`.
+             timm's `drop_rate` is its head dropout (before the classifier), which ours lacks: 0
+  keras-hub  `ViTBackbone(dropout_rate=rate, attention_dropout=0)`: `ViTEncoder`'s input dropout
+             (after the position embedding) and each block's dropout after the attention and
+             inside its MLP (after dense_1's GELU and after dense_2); the classifier's own
+             `dropout` (before its head) stays 0
+Each workload's `info` records the arguments it was built with.
 """
 
 import dataclasses
@@ -36,13 +51,15 @@ class Workload:
     info: dict  # what was actually configured (reported with the results)
     step_multiple: int = 1  # steps must be a multiple of this (steps_per_execution)
     latency: callable = None  # latency(calls) -> [seconds of each batch-1 call]; task "serve" only
+    model: object = None  # the framework's model (None for the matmul peak), for inspection
 
 
 def preset_architecture(name):
-    """The architecture dict of a `vit_keras` preset, without dropout (every framework times the same graph)."""
+    """The architecture dict of a `vit_keras` preset without its dropout rates (the spec's `dropout` decides)."""
     from vit_keras.architectures import ARCHITECTURES
 
-    return {key: value for key, value in ARCHITECTURES[name].items() if key != "dropout"}
+    dropped = ("dropout", "attention_dropout", "drop_path")
+    return {key: value for key, value in ARCHITECTURES[name].items() if key not in dropped}
 
 
 def synthetic_batch(spec):
@@ -57,11 +74,26 @@ def synthetic_batch(spec):
 
 
 def architecture(spec):
-    """The preset's architecture with the spec's image size and classes."""
+    """The preset's architecture with the spec's image size, classes and dropout rate (default 0)."""
     arch = preset_architecture(spec["preset"])
-    arch.update(image_size=spec["image_size"], num_classes=spec["num_classes"])
+    arch.update(image_size=spec["image_size"], num_classes=spec["num_classes"], dropout=spec_dropout(spec))
     arch.setdefault("in_channels", 3)
     return arch
+
+
+def spec_dropout(spec):
+    """The spec's dropout rate as a float (0 when the spec has none)."""
+    return float(spec.get("dropout") or 0.0)
+
+
+def timm_dropout_arguments(rate):
+    """timm `VisionTransformer` arguments that drop the tensors `ViT(dropout=rate)` drops (module docstring)."""
+    return dict(pos_drop_rate=rate, proj_drop_rate=rate, attn_drop_rate=0.0, drop_rate=0.0)
+
+
+def keras_hub_dropout_arguments(rate):
+    """(ViTBackbone, ViTImageClassifier) arguments that drop the tensors `ViT(dropout=rate)` drops."""
+    return dict(dropout_rate=rate, attention_dropout=0.0), dict(dropout=0.0)
 
 
 def _timed(fn):
@@ -100,17 +132,29 @@ def vit_keras_workload(spec):
     jit = _parse_jit(spec.get("jit_compile", "true"))
     spe = int(spec.get("steps_per_execution", 1))
     info = {"backend": keras.backend.backend(), "jit_compile": jit, "steps_per_execution": spe}
+    info.update(dropout=model.dropout, attention_dropout=model.attention_dropout)
     if spec["task"] in ("savedmodel", "serve"):
         return _savedmodel_workload(model, images, jit, info, with_latency=spec["task"] == "serve")
     model.compile(optimizer=_keras_optimizer(), loss=_keras_loss(), jit_compile=jit, steps_per_execution=spe)
-    if spec["task"] == "train":
+    return _keras_workload(model, spec["task"], (images, labels), info, step_multiple=spe)
+
+
+def _keras_workload(model, task, batch, info, step_multiple=1):
+    """A compiled Keras model's workload: `model.fit` steps on the repeated batch ("train"), else
+    `predict_on_batch` calls."""
+    images, labels = batch
+    if task == "train":
         dataset = _repeated_dataset(images, labels)
-        return Workload(
-            lambda steps: _timed(lambda: model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)),
-            info,
-            step_multiple=spe,
-        )
-    return Workload(lambda steps: _timed(lambda: [model.predict_on_batch(images) for _ in range(steps)]), info)
+
+        def run(steps):
+            return _timed(lambda: model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0))
+
+        return Workload(run, info, step_multiple=step_multiple, model=model)
+
+    def run(steps):
+        return _timed(lambda: [model.predict_on_batch(images) for _ in range(steps)])
+
+    return Workload(run, info, model=model)
 
 
 def _repeated_dataset(images, labels):
@@ -151,7 +195,7 @@ def _savedmodel_workload(model, images, jit, info, with_latency=False):
         return [_timed(lambda: serve(images=single)["logits"].numpy()) for _ in range(calls)]
 
     run.loaded = loaded  # the signature needs the loaded object (its variables) alive
-    return Workload(run, info, latency=latency if with_latency else None)
+    return Workload(run, info, latency=latency if with_latency else None, model=model)
 
 
 # ---------------------------------------------------------------- keras-hub
@@ -163,6 +207,7 @@ def keras_hub_workload(spec):
 
     images, labels = synthetic_batch(spec)
     arch = architecture(spec)
+    backbone_dropout, classifier_dropout = keras_hub_dropout_arguments(arch["dropout"])
     keras.mixed_precision.set_global_policy(spec["precision"])
     backbone = keras_hub.models.ViTBackbone(
         image_shape=(arch["image_size"], arch["image_size"], arch["in_channels"]),
@@ -171,16 +216,15 @@ def keras_hub_workload(spec):
         num_heads=arch["num_heads"],
         hidden_dim=arch["embed_dim"],
         mlp_dim=arch["mlp_dim"],
+        **backbone_dropout,
     )
-    model = keras_hub.models.ViTImageClassifier(backbone=backbone, num_classes=arch["num_classes"])
+    model = keras_hub.models.ViTImageClassifier(
+        backbone=backbone, num_classes=arch["num_classes"], **classifier_dropout
+    )
     model.compile(optimizer=_keras_optimizer(), loss=_keras_loss())  # jit_compile: keras-hub's default
-    info = {"backend": keras.backend.backend(), "jit_compile": "default"}
-    if spec["task"] == "train":
-        dataset = _repeated_dataset(images, labels)
-        return Workload(
-            lambda steps: _timed(lambda: model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)), info
-        )
-    return Workload(lambda steps: _timed(lambda: [model.predict_on_batch(images) for _ in range(steps)]), info)
+    info = {"backend": keras.backend.backend(), "jit_compile": "default", **backbone_dropout}
+    info["classifier_dropout"] = classifier_dropout["dropout"]
+    return _keras_workload(model, spec["task"], (images, labels), info)
 
 
 # ---------------------------------------------------------------- timm
@@ -234,6 +278,7 @@ def timm_workload(spec):
         depth=arch["depth"],
         num_heads=arch["num_heads"],
         mlp_ratio=arch["mlp_dim"] / arch["embed_dim"],
+        **timm_dropout_arguments(arch["dropout"]),
     ).to(device)
     x = torch.from_numpy(images.transpose(0, 3, 1, 2).copy()).to(device)
     y = torch.from_numpy(labels.astype("int64")).to(device)
@@ -243,6 +288,7 @@ def timm_workload(spec):
     forward = torch.compile(model) if compiled else model
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     info = {"backend": "torch", "device": device, "torch_compile": compiled, "threads": torch.get_num_threads()}
+    info.update(timm_dropout_arguments(arch["dropout"]))
 
     if spec["task"] == "train":
         model.train()
@@ -272,7 +318,7 @@ def timm_workload(spec):
     def latency(calls):
         return [_timed(lambda: (step(x[:1]), sync())) for _ in range(calls)]
 
-    return Workload(run, info, latency=latency if spec["task"] == "serve" else None)
+    return Workload(run, info, latency=latency if spec["task"] == "serve" else None, model=model)
 
 
 # ---------------------------------------------------------------- matmul peak

@@ -18,6 +18,7 @@ Example:
 from vit_keras.layers.class_token import ClassToken
 from vit_keras.layers.conv_stem import ConvStem
 from vit_keras.layers.drop_path import DropPath
+from vit_keras.layers.dropout import Dropout
 from vit_keras.layers.encoder_block import TransformerEncoderBlock
 from vit_keras.layers.legacy import AddPositionEmbs, TransformerBlock
 from vit_keras.layers.patch_embedding import PatchEmbedding
@@ -30,6 +31,7 @@ __all__ = [
     "ClassToken",
     "ConvStem",
     "DropPath",
+    "Dropout",
     "PatchEmbedding",
     "PositionEmbedding",
     "SelfAttention",

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from vit_keras.layers.dropout import uniform
 from vit_keras.validation import check_rate
 
 
@@ -51,7 +52,7 @@ class DropPath(keras.layers.Layer):
             return x
         keep = 1.0 - self.rate
         shape = (ops.shape(x)[0],) + (1,) * (len(x.shape) - 1)
-        mask = keras.random.uniform(shape, seed=self.seed_generator) < keep
+        mask = uniform(shape, self.seed_generator) < keep
         return ops.where(mask, x / ops.cast(keep, x.dtype), ops.zeros_like(x))
 
     def compute_output_shape(self, input_shape):

@@ -3,6 +3,7 @@
 import keras
 
 from vit_keras.layers.drop_path import DropPath
+from vit_keras.layers.dropout import Dropout
 from vit_keras.layers.linear import BiasFusedDense
 from vit_keras.layers.self_attention import SelfAttention
 from vit_keras.validation import check_positive, check_rate
@@ -84,7 +85,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
         self.mlp_in = BiasFusedDense(self.mlp_dim, activation="gelu", dtype=policy, name="mlp_in")
         self.mlp_out = BiasFusedDense(dim, dtype=policy, name="mlp_out")
         # None at rate 0: `_dropout` / `_drop_path` then return their input and add nothing to the graph.
-        self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=policy) if self.dropout else None
+        self.dropout_layer = Dropout(self.dropout, dtype=policy) if self.dropout else None
         self.drop_path_layer = DropPath(self.drop_path, dtype=policy) if self.drop_path else None
 
         self.norm1.build(input_shape)

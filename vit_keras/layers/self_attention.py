@@ -6,6 +6,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from vit_keras.layers.dropout import dropout
 from vit_keras.layers.linear import linear
 from vit_keras.validation import check_positive, check_rate
 
@@ -159,7 +160,7 @@ class SelfAttention(keras.layers.Layer):
         weights = ops.cast(ops.softmax(ops.cast(logits, "float32"), axis=-1), query.dtype)
         dropped = weights
         if training and self.dropout > 0:
-            dropped = keras.random.dropout(weights, self.dropout, seed=self.seed_generator)
+            dropped = dropout(weights, self.dropout, self.seed_generator)
         return ops.einsum("bhqk,bkhd->bqhd", dropped, value), weights
 
     def compute_output_shape(self, input_shape):
