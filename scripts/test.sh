@@ -10,10 +10,10 @@
 # VIT_KERAS_TEST_LANES=1 runs the jobs one after another. Extra arguments go to every pytest;
 # with extra arguments the jobs are one per backend and marker (no split by file).
 #
-# The jobs are listed longest first (a clean CI run on 2 cores, install 3 min: TensorFlow
-# single_backend 13 min, TensorFlow 14, JAX models 2.6, JAX rest 13, PyTorch 7, test_readme 5.6);
-# the lanes start the first two and then take the rest in order, so they end within minutes of
-# each other (lanes of 27 and 28 min in that run).
+# The jobs are listed longest first (a clean CI run on 2 cores, install 3.5 min: TensorFlow
+# single_backend 11.5 min, TensorFlow 11.3, JAX models 2.6, JAX rest 11.5, PyTorch 5.4, test_readme
+# 5.6); the lanes start the first two and then take the rest in order, so they end within minutes of
+# each other (lanes of 25 and 23 min in that run; 27.6 min in all).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh || exit 1
