@@ -1,9 +1,8 @@
 """Stochastic depth: drop a residual branch per sample during training."""
 
 import keras
-from keras import ops
 
-from vit_keras.layers.dropout import uniform
+from vit_keras.layers.dropout import dropout
 from vit_keras.validation import check_rate
 
 
@@ -50,10 +49,7 @@ class DropPath(keras.layers.Layer):
     def call(self, x, training=None):
         if not training or self.rate == 0.0:
             return x
-        keep = 1.0 - self.rate
-        shape = (ops.shape(x)[0],) + (1,) * (len(x.shape) - 1)
-        mask = uniform(shape, self.seed_generator) < keep
-        return ops.where(mask, x / ops.cast(keep, x.dtype), ops.zeros_like(x))
+        return dropout(x, self.rate, self.seed_generator, noise_shape=(None,) + (1,) * (len(x.shape) - 1))
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -49,6 +49,11 @@ def uniform(shape, seed_generator, dtype="float32"):
     """
     if not _xla_compiles_tensorflow():
         return keras.random.uniform(shape, dtype=dtype, seed=seed_generator)
+    return _threefry_uniform(shape, seed_generator, dtype)
+
+
+def _threefry_uniform(shape, seed_generator, dtype="float32"):
+    """TensorFlow's Threefry draws in [0, 1) (only under XLA: TensorFlow's CPU kernels lack Threefry)."""
     import tensorflow as tf
 
     return tf.random.stateless_uniform(shape, _tensorflow_seed(seed_generator), dtype=dtype, alg="threefry")
@@ -72,7 +77,7 @@ def dropout(inputs, rate, seed_generator, noise_shape=None):
     shape = ops.shape(inputs)
     if noise_shape is not None:
         shape = tuple(size if size is not None else shape[axis] for axis, size in enumerate(noise_shape))
-    keep = uniform(shape, seed_generator) >= rate
+    keep = _threefry_uniform(shape, seed_generator) >= rate
     return ops.where(keep, inputs / ops.cast(1.0 - rate, inputs.dtype), ops.zeros_like(inputs))
 
 
