@@ -30,6 +30,7 @@ def _load_benchmark():
 benchmark = _load_benchmark()  # puts scripts/ on sys.path: the bench package imports below
 from bench import cpu_use, outputs  # noqa: E402
 from bench.machine import cpu_description  # noqa: E402
+from bench.micro import median_seconds, parse_repeats  # noqa: E402
 from bench.report import summarise_tf_repeats  # noqa: E402
 from bench.specs import group_key, label  # noqa: E402
 from bench.tables import markdown_section  # noqa: E402
@@ -301,6 +302,13 @@ def test_the_documented_full_run_measures_every_comparison():
         (["--latency-calls", "0"], "--latency-calls must be >= 1; found 0"),
         (["--markdown", "/no/such/folder/B.md"], "--markdown must be in an existing folder; found no folder"),
         (["--out", __file__], "--out must be a folder (created if missing); found a file at"),
+        (["--model", "dropout=1.5"], "--model 'dropout=1.5': dropout must be a rate in [0, 1); found 1.5"),
+        (["--model", "preset=vit_ti16,dropout=-0.5"], "dropout must be a rate in [0, 1); found -0.5"),
+        (["--model", "dropout=x"], "--model dropout must be a number; found 'x' in 'dropout=x'"),
+        (["--dropout", "-0.1"], "--dropout must be a rate in [0, 1); found -0.1"),
+        (["--dropout", "1"], "--dropout must be a rate in [0, 1); found 1.0"),
+        (["--dropout", "nan"], "--dropout must be a rate in [0, 1); found nan"),
+        (["--dropout", "x"], "argument --dropout: invalid float value: 'x'"),
     ],
 )
 def test_bad_arguments_are_rejected_in_one_line_by_name(argv, message, capsys):
@@ -429,3 +437,14 @@ def test_markdown_sections_are_appended_then_replaced_in_place(tmp_path):
         == "# Benchmarks\n\n## Speed\n\nintro\n\n### run (2026-12-01)\n\n#### table\n\nv2\n\n## Known limits\n\nkept\n"
     )
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
+@pytest.mark.single_backend
+def test_single_kernel_benchmarks_take_a_median_after_a_warm_up_and_reject_zero_repeats(capsys, monkeypatch):
+    calls, clock = [], iter([0.0, 1.0, 10.0, 13.0, 20.0, 22.0])  # timed calls of 1, 3 and 2 s
+    monkeypatch.setattr("bench.micro.time.perf_counter", lambda: next(clock))
+    assert median_seconds(lambda: calls.append(1), 3) == 2.0 and len(calls) == 4  # one untimed warm-up call
+    assert parse_repeats("d", "case", []).repeats == 9
+    with pytest.raises(SystemExit):
+        parse_repeats("d", "case", ["--repeats", "0"])
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith("error: --repeats must be >= 1; found 0")

@@ -7,11 +7,8 @@ against `vit_keras.layers.Dropout` on the tutorial model's activations, with the
 flags. Run it alone on an idle machine: `python scripts/bench/dropout_draws.py`.
 """
 
-import argparse
 import os
-import statistics
 import sys
-import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -20,31 +17,21 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.machine import cpu_description, describe_flags  # noqa: E402
+from bench.micro import median_seconds, parse_repeats, print_cpu  # noqa: E402
 from vit_keras.layers import Dropout  # noqa: E402
 
 SHAPE = (128, 17, 400)  # the tutorial model's MLP activations at batch 128
 
 
 def median_ms(fn, argument, repeats):
+    """Median ms of `repeats` calls of `fn(argument)` compiled with XLA (the first call compiles)."""
     compiled = tf.function(fn, jit_compile=True)
-    compiled(argument).numpy()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        compiled(argument).numpy()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+    return 1e3 * median_seconds(lambda: compiled(argument).numpy(), repeats)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=9, help="timed calls per case (median reported)")
-    args = parser.parse_args(argv)
-    if args.repeats < 1:
-        parser.error(f"--repeats must be >= 1; found {args.repeats}")
-    cpu = cpu_description()
-    print(f"CPU: {cpu['model']} ({cpu['cores']} logical CPUs; {describe_flags(cpu['flags'])})")
+    args = parse_repeats(__doc__.splitlines()[0], "case", argv)
+    print_cpu()
     print(f"tensorflow {tf.__version__}, keras {keras.__version__}; XLA, tensor {SHAPE} float32")
     seed = tf.constant([1, 2], tf.int32)
     x = tf.ones(SHAPE)

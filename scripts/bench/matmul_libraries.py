@@ -7,40 +7,22 @@ what `vit_keras.layers.torch_linear` uses), with the CPU model and its flags. Ru
 idle machine: `python scripts/bench/matmul_libraries.py`.
 """
 
-import argparse
 import os
-import statistics
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.machine import cpu_description, describe_flags  # noqa: E402
+from bench.micro import median_seconds, parse_repeats, print_cpu  # noqa: E402
 
 TOKENS = 32 * 197
 # (rows, inner, outputs): forward of q/k/v, output, MLP in, MLP out, then the input gradients
 SHAPES = [(TOKENS, 192, 576), (TOKENS, 192, 192), (TOKENS, 192, 768), (TOKENS, 768, 192), (TOKENS, 576, 192)]
 
 
-def median_seconds(fn, repeats):
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=9, help="timed calls per product (median reported)")
-    args = parser.parse_args(argv)
-    if args.repeats < 1:
-        parser.error(f"--repeats must be >= 1; found {args.repeats}")
-    cpu = cpu_description()
-    print(f"CPU: {cpu['model']} ({cpu['cores']} logical CPUs; {describe_flags(cpu['flags'])})")
+    args = parse_repeats(__doc__.splitlines()[0], "product", argv)
+    print_cpu()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print("| product (rows x inner x outputs) | MKL GFLOP/s | oneDNN GFLOP/s | oneDNN / MKL |")
     print("|---|---:|---:|---:|")

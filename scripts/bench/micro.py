@@ -1,0 +1,38 @@
+"""What the single-kernel benchmarks (matmul_libraries.py, dropout_draws.py) share: their
+`--repeats` command line, the CPU line they print first and the median timing of one call.
+
+Nothing here imports a deep-learning framework.
+"""
+
+import argparse
+import statistics
+import time
+
+from bench.machine import cpu_description, describe_flags
+
+
+def parse_repeats(description, what, argv=None):
+    """Parse `--repeats N` (timed calls per `what`, default 9; the median is reported); exit on N < 1."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--repeats", type=int, default=9, help=f"timed calls per {what} (median reported)")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats must be >= 1; found {args.repeats}")
+    return args
+
+
+def print_cpu():
+    """Print the CPU model, its logical CPUs and the vector flags that decide its speed."""
+    cpu = cpu_description()
+    print(f"CPU: {cpu['model']} ({cpu['cores']} logical CPUs; {describe_flags(cpu['flags'])})")
+
+
+def median_seconds(fn, repeats):
+    """Median wall time of `repeats` calls of `fn`, after one untimed call (compilation, warm-up)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
