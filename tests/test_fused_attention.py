@@ -99,6 +99,54 @@ def test_matches_keras_multi_head_attention_with_the_same_weights(rng):
     np.testing.assert_allclose(to_numpy(fused(x)), to_numpy(expected), atol=1e-5)  # dot_product_attention path
 
 
+def _loss_and_gradients(layer, x, scores):
+    """sum(out**2) of `layer` on `x` and its gradients (input first, then the layer's variables);
+    `scores` takes the explicit path (weights formed and returned), else the fused kernel."""
+
+    def loss(out):
+        out = out[0] if scores else out
+        return keras.ops.sum(out * out)
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        x = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            value = loss(layer(x, return_attention_scores=scores))
+        gradients = tape.gradient(value, [x] + [v.value for v in layer.trainable_variables])
+    elif backend == "jax":
+        import jax
+
+        def of(x, variables):
+            out, _ = layer.stateless_call(variables, [], x, return_attention_scores=scores)
+            return loss(out)
+
+        value, gradients = jax.value_and_grad(of, argnums=(0, 1))(x, [v.value for v in layer.trainable_variables])
+        gradients = [gradients[0]] + list(gradients[1])
+    else:
+        import torch
+
+        x = torch.tensor(x, requires_grad=True)
+        value = loss(layer(x, return_attention_scores=scores))
+        gradients = torch.autograd.grad(value, [x] + [v.value for v in layer.trainable_variables])
+    return to_numpy(value), [to_numpy(g) for g in gradients]
+
+
+def test_fused_kernel_gives_the_explicit_path_s_values_and_gradients(rng):
+    x = rng.normal(size=(2, 11, 12)).astype("float32")
+    layer = SelfAttention(num_heads=3)
+    layer.build(x.shape)
+    fused_value, fused_gradients = _loss_and_gradients(layer, x, scores=False)
+    explicit_value, explicit_gradients = _loss_and_gradients(layer, x, scores=True)
+    np.testing.assert_allclose(fused_value, explicit_value, rtol=1e-5)
+    assert len(fused_gradients) == 5  # the input, qkv kernel and bias, out kernel and bias
+    for fused, explicit in zip(fused_gradients, explicit_gradients):
+        assert np.abs(explicit).max() > 0
+        np.testing.assert_allclose(fused, explicit, rtol=1e-4, atol=1e-5)
+
+
 def test_attention_dropout_only_in_training(rng):
     x = rng.normal(size=(4, 9, 8)).astype("float32")
     layer = SelfAttention(num_heads=2, dropout=0.5, seed=1)

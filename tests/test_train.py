@@ -17,6 +17,8 @@ QUICK = ["--preset", "vit_mnist_p7", "--augment", "none", "--no-tensorboard", "-
 # steps run slower without XLA than its compile takes, so JAX keeps the default. The trainer's
 # default (`auto`) is covered by `trained_run` and test_jit_compile_..._reach_the_model[auto].
 NO_XLA = ["--jit-compile", "off"] if keras.backend.backend() == "tensorflow" else []
+# A smaller model for runs that check plumbing, not learning (what the preset is, they do not check).
+SMALL = ["--embed-dim", "16", "--mlp-dim", "32"]
 
 
 def tiny_vit(**kwargs):
@@ -71,7 +73,8 @@ def test_warmup_then_cosine_schedule():
 
 
 def test_layer_decay_scales_the_learning_rate_per_block():
-    model = tiny_vit()
+    # Fewer distinct variable shapes (8x8 MLP and head): on JAX, eager Adam compiles its ops once per shape.
+    model = tiny_vit(mlp_dim=8, num_classes=8)
     scales = optim.layer_scales(model, 0.5)
     assert scales["head/kernel"] == 1.0
     assert scales[model.get_layer("encoder_block_1").trainable_variables[0].path] == 0.5
@@ -105,6 +108,7 @@ def test_ema_weights_replace_the_trained_weights_at_the_end_of_fit(rng):
             model, learning_rate=1e-2, total_steps=100, weight_decay=0.0, clipnorm=0, ema=momentum
         ),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=False if keras.backend.backend() == "tensorflow" else "auto",  # as NO_XLA
     )
     x, y = rng.normal(size=(16, 8, 8, 1)).astype("float32"), rng.integers(0, 3, size=16)
     model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0, callbacks=[seen])
@@ -202,14 +206,10 @@ class EpochsSeen(keras.callbacks.Callback):
 def test_a_killed_run_resumes_where_it_stopped(tmp_path, tiny_npz):
     """Interrupted mid-epoch 1: the rerun restarts epoch 1 from the backup of epoch 0's end."""
     output = tmp_path / "run"
-    argv = (
-        QUICK
-        + NO_XLA
-        + tiny_npz
-        + ["--epochs", "3", "--steps-per-epoch", "8", "--val-fraction", "0.05", "--output", str(output), "--quiet"]
-    )
+    argv = QUICK + NO_XLA + SMALL + tiny_npz + ["--epochs", "3", "--steps-per-epoch", "4", "--val-fraction", "0.05"]
+    argv += ["--output", str(output), "--quiet"]  # 4 full batches an epoch: one compiled batch shape
     with pytest.raises(KeyboardInterrupt):
-        train.train(config_of(argv), callbacks=[StopAfter(epoch=1, batches=6)])
+        train.train(config_of(argv), callbacks=[StopAfter(epoch=1, batches=2)])
     assert (output / "backup").is_dir() and not (output / "results.json").exists()
     assert json.loads((output / "backup" / "backup.json").read_text())["epoch"] == 1
     assert json.loads((output / "state.json").read_text())["phase"] == "training"
@@ -245,8 +245,8 @@ def test_early_stopping_survives_a_resume(tmp_path, tiny_npz, monkeypatch):
     monkeypatch.setattr(train, "make_callbacks", lambda *args: [ScriptedValLoss(losses), *make_callbacks(*args)])
 
     def run(output, *callbacks):
-        argv = QUICK + NO_XLA + tiny_npz + ["--epochs", "5", "--steps-per-epoch", "4", "--val-fraction", "0.05"]
-        argv += ["--embed-dim", "16", "--mlp-dim", "32", "--dropout", "0"]  # no dropout: exactly resumable
+        argv = QUICK + NO_XLA + SMALL + tiny_npz + ["--epochs", "5", "--steps-per-epoch", "4", "--val-fraction", "0.05"]
+        argv += ["--dropout", "0"]  # no dropout: exactly resumable
         config = config_of(argv + ["--early-stopping", "2", "--output", str(output), "--quiet"])
         return train.train(config, callbacks=callbacks)
 
@@ -277,7 +277,8 @@ def test_early_stopping_survives_a_resume(tmp_path, tiny_npz, monkeypatch):
 def test_a_run_killed_after_its_last_epoch_finishes_without_training(tmp_path, tiny_npz, monkeypatch):
     """No epoch is left to train: the rerun only evaluates (JAX and PyTorch still read a batch to build)."""
     output = tmp_path / "run"
-    argv = QUICK + NO_XLA + tiny_npz + ["--epochs", "1", "--steps-per-epoch", "3", "--output", str(output), "--quiet"]
+    argv = QUICK + NO_XLA + SMALL + tiny_npz + ["--epochs", "1", "--steps-per-epoch", "3", "--val-fraction", "0"]
+    argv += ["--output", str(output), "--quiet"]
     with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
         patch.setattr(train, "_evaluate", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt("killed")))
         train.train(config_of(argv))
@@ -340,24 +341,11 @@ class CompiledWith(keras.callbacks.Callback):
 @pytest.mark.parametrize("choice", ["auto", "off"])
 def test_jit_compile_and_steps_per_execution_reach_the_model(tmp_path, tiny_npz, choice):
     seen = CompiledWith()
-    argv = (
-        QUICK
-        + tiny_npz
-        + [
-            "--epochs",
-            "1",
-            "--jit-compile",
-            choice,
-            "--steps-per-execution",
-            "4",
-            "--output",
-            str(tmp_path / "r"),
-            "--quiet",
-            "--lr",
-            "3e-3",
-        ]
-    )
-    results = train.train(config_of(argv), callbacks=[seen])
+    # One epoch of 4 full batches (one call of 4 steps) and no validation split: without XLA, JAX
+    # runs every step and evaluation op by op, compiling each op for every new batch shape.
+    argv = QUICK + SMALL + tiny_npz + ["--epochs", "1", "--steps-per-epoch", "4", "--val-fraction", "0"]
+    argv += ["--jit-compile", choice, "--steps-per-execution", "4", "--output", str(tmp_path / "r"), "--quiet"]
+    results = train.train(config_of(argv + ["--lr", "3e-3"]), callbacks=[seen])
     compiled = keras.backend.backend() in ("tensorflow", "jax")
     assert seen.jit_compile is (compiled and choice == "auto")
     assert seen.steps_per_execution == (4 if compiled else 1)  # Keras on PyTorch runs one step per call
@@ -366,12 +354,8 @@ def test_jit_compile_and_steps_per_execution_reach_the_model(tmp_path, tiny_npz,
 
 def test_cli_trains_a_conv_stem_model(tmp_path, tiny_npz):
     output = tmp_path / "stem"
-    argv = (
-        QUICK
-        + NO_XLA
-        + tiny_npz
-        + ["--stem", "conv", "--patch-size", "4", "--epochs", "1", "--output", str(output), "--quiet"]
-    )
+    argv = QUICK + NO_XLA + SMALL + tiny_npz + ["--stem", "conv", "--patch-size", "4", "--epochs", "1"]
+    argv += ["--steps-per-epoch", "2", "--val-fraction", "0.05", "--output", str(output), "--quiet"]
     results = train.train(config_of(argv))
     assert results["status"] == "finished" and np.isfinite(results["test_loss"])
     assert json.loads((output / "config.json").read_text())["model"]["stem"] == "conv"

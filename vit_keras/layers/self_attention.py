@@ -30,6 +30,31 @@ def qkv_block(part, dim):
     return slice(index * dim, (index + 1) * dim)
 
 
+def fused_attention(qkv, scale):
+    """`softmax(q k^T * scale) v` per head, by the backend's fused kernel.
+
+    Args:
+        qkv: a (batch, tokens, 3, heads, d) tensor, its third axis in `QKV_PARTS` order.
+        scale: the factor of the logits, usually 1 / sqrt(d).
+
+    Returns:
+        The (batch, tokens, heads, d) context.
+
+    On PyTorch, `scaled_dot_product_attention` reads q, k and v as strided (batch, heads, tokens,
+    d) views of `qkv` (as timm does): `keras.ops.dot_product_attention` would first copy each into
+    a contiguous tensor, and slicing q, k and v out of `qkv` would scatter each gradient into a
+    zero-filled copy of it. Elsewhere `keras.ops.dot_product_attention`.
+    """
+    if keras.backend.backend() == "torch":
+        import torch
+
+        query, key, value = ops.convert_to_tensor(qkv).permute(2, 0, 3, 1, 4).unbind(0)
+        context = torch.nn.functional.scaled_dot_product_attention(query, key, value, scale=scale)
+        return context.transpose(1, 2)
+    query, key, value = ops.unstack(qkv, axis=2)
+    return ops.dot_product_attention(query, key, value, scale=scale)
+
+
 @keras.saving.register_keras_serializable(package="vit_keras")
 class SelfAttention(keras.layers.Layer):
     """Multi-head self-attention with a fused query/key/value projection.
@@ -144,12 +169,12 @@ class SelfAttention(keras.layers.Layer):
         batch, tokens, dim = ops.shape(x)[0], ops.shape(x)[1], x.shape[-1]
         qkv = linear(x, self.qkv_kernel, self.qkv_bias)
         qkv = ops.reshape(qkv, (batch, tokens, 3, self.num_heads, self.head_dim))
-        query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # QKV_PARTS, (batch, tokens, heads, d) each
         explicit = return_attention_scores or (training and self.dropout > 0)
         if explicit:
+            query, key, value = ops.unstack(qkv, axis=2)  # QKV_PARTS, (batch, tokens, heads, d) each
             context, scores = self._explicit_attention(query, key, value, training)
         else:
-            context = ops.dot_product_attention(query, key, value, scale=1.0 / math.sqrt(self.head_dim))
+            context = fused_attention(qkv, scale=1.0 / math.sqrt(self.head_dim))
         context = ops.reshape(context, (batch, tokens, dim))
         out = linear(context, self.out_kernel, self.out_bias)
         return (out, scores) if return_attention_scores else out
