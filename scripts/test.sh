@@ -11,9 +11,9 @@
 # with extra arguments the jobs are one per backend and marker (no split by file).
 #
 # The jobs are listed longest first (a clean CI run on 2 cores, install 3.5 min: TensorFlow
-# single_backend 11.5 min, TensorFlow 11.3, JAX models 2.6, JAX rest 11.5, PyTorch 5.4, test_readme
-# 5.6); the lanes start the first two and then take the rest in order, so they end within minutes of
-# each other (lanes of 25 and 23 min in that run; 27.6 min in all).
+# single_backend 9.5 min, TensorFlow 9.7, JAX models 2.5, JAX rest 10.3, PyTorch 5.1, test_readme
+# 5.0); the lanes start the first two and then take the rest in order, so they end within minutes of
+# each other (lanes of 22 and 20 min in that run; 24.6 min in all).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh || exit 1
