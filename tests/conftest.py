@@ -10,6 +10,8 @@ that read a trained run.
 """
 
 import dataclasses
+import functools
+import importlib.util
 import ipaddress
 import os
 import pathlib
@@ -36,6 +38,18 @@ import pytest  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures"
+
+
+@functools.cache
+def benchmark_script():
+    """scripts/benchmark.py as a module, executed once per test process (it puts scripts/ on
+    sys.path, so the `bench` package imports after it)."""
+    spec = importlib.util.spec_from_file_location("vit_benchmark", REPO / "scripts" / "benchmark.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 SHARED = pathlib.Path(os.environ.get("VIT_KERAS_SHARED") or REPO.parent / "shared")
 MNIST_DIR = SHARED / "data" / "mnist"
 SAMPLE_NPZ = REPO / "vit_keras" / "assets" / "mnist_sample.npz"

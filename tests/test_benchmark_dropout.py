@@ -6,22 +6,13 @@ worker builds it. timm and keras-hub are not installed here: their argument mapp
 """
 
 import csv
-import importlib.util
 import json
 
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import benchmark_script
 
-
-def _load_benchmark():
-    spec = importlib.util.spec_from_file_location("vit_benchmark_dropout", REPO / "scripts" / "benchmark.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-benchmark = _load_benchmark()  # puts scripts/ on sys.path: the bench package imports below
+benchmark = benchmark_script()  # puts scripts/ on sys.path: the bench package imports below
 from bench import outputs, workloads  # noqa: E402
 from bench.specs import job_specs, label, section_title, tf_repeat_spec  # noqa: E402
 from bench.tables import markdown_section  # noqa: E402

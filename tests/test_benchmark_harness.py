@@ -7,7 +7,6 @@ No test needs timm or keras-hub: the peers' rows are checked on synthetic timing
 """
 
 import datetime
-import importlib.util
 import json
 import os
 import shlex
@@ -17,17 +16,9 @@ import threading
 import time
 
 import pytest
-from conftest import REPO
+from conftest import REPO, benchmark_script
 
-
-def _load_benchmark():
-    spec = importlib.util.spec_from_file_location("vit_benchmark", REPO / "scripts" / "benchmark.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-benchmark = _load_benchmark()  # puts scripts/ on sys.path: the bench package imports below
+benchmark = benchmark_script()  # puts scripts/ on sys.path: the bench package imports below
 from bench import cpu_use, outputs  # noqa: E402
 from bench.machine import cpu_description  # noqa: E402
 from bench.micro import median_seconds, parse_repeats  # noqa: E402

@@ -16,7 +16,8 @@ QUICK = ["--preset", "vit_mnist_p7", "--augment", "none", "--no-tensorboard", "-
 # For the plumbing runs below: on TensorFlow, XLA's compile takes longer than their few steps; JAX's
 # steps run slower without XLA than its compile takes, so JAX keeps the default. The trainer's
 # default (`auto`) is covered by `trained_run` and test_jit_compile_..._reach_the_model[auto].
-NO_XLA = ["--jit-compile", "off"] if keras.backend.backend() == "tensorflow" else []
+PLUMBING_JIT = False if keras.backend.backend() == "tensorflow" else "auto"  # `jit_compile` of model.compile
+NO_XLA = ["--jit-compile", "off"] if PLUMBING_JIT is False else []
 # A smaller model for runs that check plumbing, not learning (what the preset is, they do not check).
 SMALL = ["--embed-dim", "16", "--mlp-dim", "32"]
 
@@ -108,7 +109,7 @@ def test_ema_weights_replace_the_trained_weights_at_the_end_of_fit(rng):
             model, learning_rate=1e-2, total_steps=100, weight_decay=0.0, clipnorm=0, ema=momentum
         ),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        jit_compile=False if keras.backend.backend() == "tensorflow" else "auto",  # as NO_XLA
+        jit_compile=PLUMBING_JIT,
     )
     x, y = rng.normal(size=(16, 8, 8, 1)).astype("float32"), rng.integers(0, 3, size=16)
     model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0, callbacks=[seen])
