@@ -238,9 +238,11 @@ def test_mixup_gives_soft_labels(sample):
 def test_natural_image_augmentation_crops_and_flips():
     images = np.tile(np.arange(32, dtype=np.uint8)[None, None, :, None], (16, 32, 1, 3)) * 8
     ds = tf.data.Dataset.from_tensor_slices((images, np.zeros(16, np.int32)))
-    x, _ = next(iter(vdata.make_pipeline(ds, (32, 32), 16, 2, training=True, augment="randaugment", seed=0)))
+    pipeline = vdata.make_pipeline(ds, (32, 32), 16, 2, training=True, augment="randaugment", seed=0)
+    x, _ = next(iter(pipeline))
     assert x.shape == (16, 32, 32, 3) and x.dtype == tf.float32
     assert not np.allclose(x.numpy(), images.astype("float32"))
+    np.testing.assert_array_equal(next(iter(pipeline))[0].numpy(), x.numpy())  # drawn from (seed, epoch, batch)
     with pytest.raises(ValueError, match="augment must be one of"):
         vdata.augmentation_layers("strong", (32, 32))
 
@@ -374,3 +376,85 @@ def test_unknown_tfds_name():
     with pytest.raises(ValueError, match="tfds:no_such_dataset_xyz is not a known TFDS dataset") as raised:
         vdata.load_dataset("tfds:no_such_dataset_xyz")
     assert "\n" not in str(raised.value)
+
+
+# ----------------------------------------------------------------------------- augmentation on resume
+
+
+def synthetic_epochs(images, seed=5, **kwargs):
+    """`TrainingEpochs` of `images` (uint8, NHWC) labelled 0, 1, ... (one class per image), batches of 8."""
+    labels = np.arange(len(images)) % 8
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels))
+    return vdata.TrainingEpochs(dataset, images.shape[1:3], 8, 8, seed=seed, **kwargs)
+
+
+def batches_of(stream):
+    return [(x.numpy(), y.numpy()) for x, y in stream]
+
+
+def random_images(count=40, size=12):
+    return np.random.default_rng(0).integers(0, 256, (count, size, size, 1), dtype=np.uint8)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [dict(augment="digits"), dict(augment="shift", mixup=0.4, cutmix=1.0)], ids=["digits", "mixup-cutmix"]
+)
+def test_resumed_epoch_is_augmented_as_in_an_uninterrupted_run(kwargs):
+    """Epoch 2 read on its own (a run resumed there) equals, bit for bit, epoch 2 of a run from epoch 0."""
+    images = random_images()
+    uninterrupted = batches_of(synthetic_epochs(images, **kwargs).stream(0, 3))
+    resumed = batches_of(synthetic_epochs(images, **kwargs).stream(2, 3))
+    assert len(uninterrupted) == 15 and len(resumed) == 5
+    for (x0, y0), (x1, y1) in zip(uninterrupted[10:], resumed):
+        np.testing.assert_array_equal(x0, x1)
+        np.testing.assert_array_equal(y0, y1)
+    plain = batches_of(synthetic_epochs(images).stream(2, 3))
+    assert not np.array_equal(plain[0][0], resumed[0][0])  # augmented: the equality above is not trivial
+    if "mixup" in kwargs:
+        assert (resumed[0][1].max(axis=1) < 0.999).any()  # mixed labels were compared too
+
+
+def test_augmented_pipeline_read_twice_gives_the_same_batches():
+    epochs = synthetic_epochs(random_images(), augment="digits", mixup=0.4)
+    stream = epochs.stream(0, 2)
+    first, again = batches_of(stream), batches_of(stream)
+    for (x0, y0), (x1, y1) in zip(first, again, strict=True):
+        np.testing.assert_array_equal(x0, x1)
+        np.testing.assert_array_equal(y0, y1)
+
+
+def test_augmentation_differs_between_epochs_batches_and_seeds():
+    """40 copies of one digit-like image: every batch holds the same input, so any difference is the draw."""
+    image = np.zeros((12, 12, 1), np.uint8)
+    image[3:9, 5:7] = 255
+    copies = np.repeat(image[None], 40, axis=0)
+
+    def epoch_images(seed, epoch, **kwargs):
+        epochs = synthetic_epochs(copies, seed, augment="digits", **kwargs)
+        return [x for x, _ in batches_of(epochs.stream(epoch, epoch + 1))]
+
+    epoch0, epoch1, other_seed = epoch_images(5, 0), epoch_images(5, 1), epoch_images(6, 0)
+    worker0, worker1 = epoch_images(5, 0, worker=0), epoch_images(5, 0, worker=1)
+    for a, b in zip(epoch0, epoch0[1:]):  # batches of one epoch
+        assert not np.array_equal(a, b)
+    for a, b, c in zip(epoch0, epoch1, other_seed):  # the same batch in another epoch, or with another seed
+        assert not np.array_equal(a, b) and not np.array_equal(a, c)
+    for a, w0, w1 in zip(epoch0, worker0, worker1, strict=True):  # data-parallel workers' slices of one batch
+        np.testing.assert_array_equal(a, w0)
+        assert not np.array_equal(w0, w1)
+    first = epoch0[0].reshape(8, -1)  # images of one batch are transformed independently
+    assert len({row.tobytes() for row in first}) == 8
+
+
+def test_shift_draws_rows_and_columns_independently():
+    """One lit pixel per image: its displacement is the drawn shift, (dy, dx) in [-2, 2]^2, not dy == dx."""
+    image = np.zeros((28, 28, 1), np.uint8)
+    image[14, 14] = 255
+    batches = batches_of(synthetic_epochs(np.repeat(image[None], 64, axis=0), augment="shift").stream(0, 1))
+    shifts = set()
+    for x, _ in batches:
+        for shifted in x[..., 0]:
+            dy, dx = np.unravel_index(np.argmax(shifted), shifted.shape)
+            shifts.add((int(dy) - 14, int(dx) - 14))
+    assert all(abs(dy) <= 2 and abs(dx) <= 2 for dy, dx in shifts)
+    assert len(shifts) >= 12 and any(dy != dx for dy, dx in shifts)

@@ -127,6 +127,7 @@ def _held_out_accuracy(model, held_out):
 
 
 def _train_accuracy(precision, compile_options, train, held_out):
+    """(held-out accuracy, mean training loss of the last epoch) of `_tiny()` after 2 epochs."""
     keras.mixed_precision.set_global_policy(precision)
     model = _tiny()
     model.compile(
@@ -134,27 +135,30 @@ def _train_accuracy(precision, compile_options, train, held_out):
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         **compile_options,
     )
-    model.fit(*train, batch_size=32, epochs=2, shuffle=False, verbose=0)
+    history = model.fit(*train, batch_size=32, epochs=2, shuffle=False, verbose=0)
     keras.mixed_precision.set_global_policy("float32")
-    return _held_out_accuracy(model, held_out)
+    return _held_out_accuracy(model, held_out), history.history["loss"][-1]
 
 
 def test_bfloat16_fast_path_learns_mnist_as_well_as_plain(mnist_digits):
-    """XLA + bfloat16 learns real digits at least as well as plain float32 (within 4 points).
+    """XLA + bfloat16 learns real digits as well as plain float32: both learn, and bfloat16's mean
+    training loss over the last epoch is within 12% of float32's.
 
-    One-sided: after 2 short epochs both are still climbing steeply, so bfloat16's rounding moves
-    the held-out accuracy either way by several points (on an AMD EPYC without native bfloat16 it
-    was 4.8 points *better*); losing accuracy is what the fast path must not do.
+    After 2 short epochs both are still climbing steeply, so the two runs' trajectories part and
+    any single-point comparison is noisy: over seeds 0-2 on the three backends (AMD EPYC, no
+    native bfloat16) the held-out accuracy gap ranged from -7.5 to +5.3 points, the ratio of the
+    last epoch's mean loss (an average over its 63 steps) from 0.97 to 1.09. A bfloat16 path that
+    does not learn leaves the loss near ln(10) = 2.3, 1.7x float32's.
     Plain float32 is Keras' default `compile()`: a graph without XLA on CPU-only TensorFlow, XLA
     on JAX (JAX's `jit_compile=False` runs op by op: over 5x slower for this fit on 2 shared CPU
     cores), eager on PyTorch.
     (XLA float32 itself is step-for-step identical to the plain path: see above.)
     """
     train, held_out = _mnist(mnist_digits, 2000, 1000)
-    plain = _train_accuracy("float32", {}, train, held_out)
-    bf16 = _train_accuracy("mixed_bfloat16", performance.fast_compile_options(), train, held_out)
-    assert plain > 0.45, f"the plain path did not learn: held-out accuracy {plain:.3f}"
-    assert bf16 >= plain - 0.04, f"held-out accuracy: float32 {plain:.3f}, mixed_bfloat16 {bf16:.3f}"
+    plain, plain_loss = _train_accuracy("float32", {}, train, held_out)
+    bf16, bf16_loss = _train_accuracy("mixed_bfloat16", performance.fast_compile_options(), train, held_out)
+    assert min(plain, bf16) > 0.45, f"held-out accuracy: float32 {plain:.3f}, mixed_bfloat16 {bf16:.3f}"
+    assert bf16_loss <= 1.12 * plain_loss, f"last epoch's loss: float32 {plain_loss:.3f}, bfloat16 {bf16_loss:.3f}"
 
 
 @pytest.mark.single_backend

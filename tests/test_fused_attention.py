@@ -1,5 +1,6 @@
 """The fused `SelfAttention` layer: numerics, mixed precision, and loading the MultiHeadAttention layout."""
 
+import re
 import shutil
 
 import h5py
@@ -99,12 +100,14 @@ def test_matches_keras_multi_head_attention_with_the_same_weights(rng):
     np.testing.assert_allclose(to_numpy(fused(x)), to_numpy(expected), atol=1e-5)  # dot_product_attention path
 
 
-def _loss_and_gradients(layer, x, scores):
+def _loss_and_gradients(layer, x, scores, rows=None, **call_kwargs):
     """sum(out**2) of `layer` on `x` and its gradients (input first, then the layer's variables);
-    `scores` takes the explicit path (weights formed and returned), else the fused kernel."""
+    `scores` takes the explicit path (weights formed and returned), else the fused kernel.
+    `rows`: only the first `rows` output tokens enter the loss; `call_kwargs` go to the call."""
 
     def loss(out):
         out = out[0] if scores else out
+        out = out if rows is None else out[:, :rows]
         return keras.ops.sum(out * out)
 
     backend = keras.backend.backend()
@@ -114,13 +117,13 @@ def _loss_and_gradients(layer, x, scores):
         x = tf.constant(x)
         with tf.GradientTape() as tape:
             tape.watch(x)
-            value = loss(layer(x, return_attention_scores=scores))
+            value = loss(layer(x, return_attention_scores=scores, **call_kwargs))
         gradients = tape.gradient(value, [x] + [v.value for v in layer.trainable_variables])
     elif backend == "jax":
         import jax
 
         def of(x, variables):
-            out, _ = layer.stateless_call(variables, [], x, return_attention_scores=scores)
+            out, _ = layer.stateless_call(variables, [], x, return_attention_scores=scores, **call_kwargs)
             return loss(out)
 
         value, gradients = jax.value_and_grad(of, argnums=(0, 1))(x, [v.value for v in layer.trainable_variables])
@@ -129,7 +132,7 @@ def _loss_and_gradients(layer, x, scores):
         import torch
 
         x = torch.tensor(x, requires_grad=True)
-        value = loss(layer(x, return_attention_scores=scores))
+        value = loss(layer(x, return_attention_scores=scores, **call_kwargs))
         gradients = torch.autograd.grad(value, [x] + [v.value for v in layer.trainable_variables])
     return to_numpy(value), [to_numpy(g) for g in gradients]
 
@@ -145,6 +148,70 @@ def test_fused_kernel_gives_the_explicit_path_s_values_and_gradients(rng):
     for fused, explicit in zip(fused_gradients, explicit_gradients):
         assert np.abs(explicit).max() > 0
         np.testing.assert_allclose(fused, explicit, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("scores", [False, True], ids=["fused", "explicit"])
+def test_query_tokens_give_the_first_rows_and_their_gradients(rng, scores):
+    x = rng.normal(size=(2, 11, 12)).astype("float32")
+    layer = SelfAttention(num_heads=3)
+    layer.build(x.shape)
+    full_value, full_gradients = _loss_and_gradients(layer, x, scores, rows=2)
+    value, gradients = _loss_and_gradients(layer, x, scores, query_tokens=2)
+    np.testing.assert_allclose(value, full_value, rtol=1e-5)
+    for got, expected in zip(gradients, full_gradients, strict=True):
+        assert np.abs(expected).max() > 0
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    out, weights = layer(x, return_attention_scores=True, query_tokens=2)
+    full_out, full_weights = layer(x, return_attention_scores=True)
+    assert tuple(out.shape) == (2, 2, 12) and tuple(weights.shape) == (2, 3, 2, 11)
+    np.testing.assert_allclose(to_numpy(weights), to_numpy(full_weights)[:, :, :2], atol=1e-6)
+    np.testing.assert_allclose(to_numpy(out), to_numpy(full_out)[:, :2], atol=1e-5)
+
+
+def test_block_output_tokens_give_the_first_rows_and_their_gradients(rng):
+    x = rng.normal(size=(2, 9, 8)).astype("float32")
+    block = TransformerEncoderBlock(num_heads=2, mlp_dim=16)
+    block.build(x.shape)
+    full_value, full_gradients = _loss_and_gradients(block, x, False, rows=1)
+    value, gradients = _loss_and_gradients(block, x, False, output_tokens=1)
+    np.testing.assert_allclose(value, full_value, rtol=1e-5)
+    assert len(gradients) == 1 + len(block.trainable_variables)
+    for got, expected in zip(gradients, full_gradients, strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    out, weights = block(x, return_attention_scores=True, output_tokens=1)
+    assert tuple(out.shape) == (2, 1, 8) and tuple(weights.shape) == (2, 2, 1, 9)
+    np.testing.assert_allclose(to_numpy(out), to_numpy(block(x))[:, :1], atol=1e-5)
+
+
+def _all_tokens_logits(model, images):
+    """`model`'s logits with every block computing every token (the read-out takes token 0)."""
+    x = keras.Model(model.input, model.get_layer("embedding_dropout").output)(images)
+    for block in (layer for layer in model.layers if isinstance(layer, TransformerEncoderBlock)):
+        x = block(x)
+    return to_numpy(model.get_layer("head")(model.get_layer("encoder_norm")(x)[:, 0]))
+
+
+def test_class_token_model_computes_only_the_class_token_in_its_last_block(rng):
+    images = rng.uniform(size=(3, 28, 28, 1)).astype("float32")
+    model = vit_keras.ViT(**SMALL)
+    assert tuple(model.get_layer("encoder_block_0").output.shape) == (None, 17, 16)
+    assert tuple(model.get_layer("encoder_block_1").output.shape) == (None, 1, 16)
+    np.testing.assert_allclose(to_numpy(model(images)), _all_tokens_logits(model, images), atol=1e-5)
+    mean_pooled = vit_keras.ViT(**SMALL, pooling="gap")
+    assert tuple(mean_pooled.get_layer("encoder_block_1").output.shape) == (None, 17, 16)
+    tokens = vit_keras.ViT(**SMALL, include_top=False, pooling=None)
+    assert tuple(tokens.output.shape) == (None, 17, 16)
+
+
+@pytest.mark.single_backend
+@pytest.mark.parametrize("count", [0, -1, 10, 1.5, True, "1"])
+def test_bad_output_token_counts_raise_one_line(count):
+    x = np.zeros((1, 9, 8), "float32")
+    found = re.escape(repr(count))
+    with pytest.raises(ValueError, match=rf"(?m)^output_tokens must be .*; found {found}\.$"):
+        TransformerEncoderBlock(num_heads=2, mlp_dim=16)(x, output_tokens=count)
+    with pytest.raises(ValueError, match=rf"(?m)^query_tokens must be .*; found {found}\.$"):
+        SelfAttention(num_heads=2)(x, query_tokens=count)
 
 
 def test_attention_dropout_only_in_training(rng):

@@ -108,7 +108,8 @@ train.train(config, callbacks=[Killer()])
 
 
 def tiny_config(dataset, output, **overrides):
-    """A tiny, exactly resumable run: patch 7, width 16, depth 1, no augmentation or dropout."""
+    """A tiny, exactly resumable run: patch 7, width 16, depth 1, whole-pixel shifts and MixUp
+    (drawn per seed, epoch and batch), no dropout."""
     options = dict(
         dataset=dataset,
         preset="vit_mnist_p7",
@@ -116,7 +117,8 @@ def tiny_config(dataset, output, **overrides):
         num_heads=1,
         mlp_dim=32,
         dropout=0.0,
-        augment="none",
+        augment="shift",
+        mixup=0.2,
         epochs=EPOCHS,
         batch_size=32,
         steps_per_epoch=STEPS,

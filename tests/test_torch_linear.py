@@ -97,3 +97,26 @@ def test_a_vit_trains_the_same_with_either_matmul_library(matmul_env):
         losses[library] = [float(model.train_on_batch(images, labels)) for _ in range(8)]
     assert losses["mkl"][-1] < losses["mkl"][0]  # it learns
     np.testing.assert_allclose(losses["onednn"], losses["mkl"], rtol=1e-4)
+
+
+@pytest.mark.single_backend
+def test_a_column_slice_of_a_kernel_reaches_onednn_contiguous_with_its_gradient(matmul_env, monkeypatch):
+    """oneDNN runs a column-sliced (strided) weight in a reference loop hundreds of times slower:
+    `linear` hands it a contiguous copy, and the gradient still lands in the sliced columns."""
+    matmul_env("onednn")
+    generator = torch.Generator().manual_seed(0)
+    full = torch.randn(8, 18, generator=generator, requires_grad=True)
+    bias = torch.randn(18, generator=generator, requires_grad=True)
+    x = torch.randn(4, 8, generator=generator)
+    contiguous, apply = [], torch_linear.OneDnnLinear.apply
+    monkeypatch.setattr(
+        torch_linear.OneDnnLinear, "apply", lambda *a: contiguous.append(a[1].is_contiguous()) or apply(*a)
+    )
+    out = torch_linear.linear(x, full[:, 6:], bias[6:])
+    out.sum().backward()
+    assert contiguous == [True]
+    expected = x @ full.detach()[:, 6:] + bias.detach()[6:]
+    np.testing.assert_allclose(out.detach().numpy(), expected.numpy(), rtol=1e-5, atol=1e-5)
+    assert float(full.grad[:, :6].abs().max()) == 0.0 and float(bias.grad[:6].abs().max()) == 0.0
+    np.testing.assert_allclose(full.grad[:, 6:].numpy(), x.sum(0)[:, None].expand(8, 12).numpy(), rtol=1e-5)
+    np.testing.assert_allclose(bias.grad[6:].numpy(), np.full(12, 4.0), rtol=1e-6)

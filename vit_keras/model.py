@@ -158,7 +158,12 @@ def _embed(x, args, policy):
 
 
 def _encode(x, args, policy):
-    """`depth` encoder blocks (stochastic depth rising linearly from 0 to `drop_path`), then LayerNorm."""
+    """`depth` encoder blocks (stochastic depth rising linearly from 0 to `drop_path`), then LayerNorm.
+
+    When the read-out takes the class token alone (`pooling="token"`), the last block computes
+    that token only (`output_tokens=1`): its other outputs would be discarded.
+    """
+    readout_tokens = 1 if args["pooling"] == "token" else None
     for i, rate in enumerate(np.linspace(0.0, args["drop_path"], args["depth"])):
         x = TransformerEncoderBlock(
             args["num_heads"],
@@ -169,7 +174,7 @@ def _encode(x, args, policy):
             layer_norm_epsilon=args["layer_norm_epsilon"],
             dtype=policy,
             name=f"encoder_block_{i}",
-        )(x)
+        )(x, output_tokens=readout_tokens if i == args["depth"] - 1 else None)
     return keras.layers.LayerNormalization(epsilon=args["layer_norm_epsilon"], dtype=policy, name="encoder_norm")(x)
 
 
@@ -210,7 +215,9 @@ class ViT(keras.Model):
     A functional Keras model: images -> [preprocessing] -> `PatchEmbedding` (or `ConvStem`)
     -> `ClassToken` -> `PositionEmbedding` -> dropout -> `depth` x `TransformerEncoderBlock`
     -> LayerNorm -> `TokenPooling` -> [tanh pre-logits] -> head. Named configurations are in
-    `vit_keras.architectures` and built by `vit_keras.presets`.
+    `vit_keras.architectures` and built by `vit_keras.presets`. With `pooling="token"` the
+    last encoder block computes the class token alone, the one token the read-out uses (same
+    values, about 7% fewer FLOPs at depth 12); build with `pooling=None` for every token.
 
     Args:
         image_size: int or (height, width); both must be divisible by `patch_size`.

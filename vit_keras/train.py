@@ -349,7 +349,14 @@ def _prepare(config, plan, initial_epoch):
     size = (kwargs["image_size"],) * 2 if isinstance(kwargs["image_size"], int) else tuple(kwargs["image_size"])
     augment = config.augment or vdata.default_augmentation(splits.image_shape[-1])
     train_epochs = vdata.training_epochs(
-        splits, size, plan.global_batch, augment=augment, mixup=config.mixup, cutmix=config.cutmix, seed=config.seed
+        splits,
+        size,
+        plan.global_batch,
+        augment=augment,
+        mixup=config.mixup,
+        cutmix=config.cutmix,
+        seed=config.seed,
+        worker=plan.worker_index,
     )
     val_ds, test_ds = vdata.evaluation_pipelines(splits, size, plan.global_batch)
     batches = int(plan.shard(train_epochs.batches(0)).cardinality())

@@ -11,7 +11,11 @@ CACHE_LIMIT_BYTES = 2 * 1024**3
 
 
 def augmentation_layers(kind, image_size, seed=0, channels=3):
-    """Keras preprocessing layers for augmentation `kind` (applied to raw-pixel batches)."""
+    """Keras preprocessing layers for augmentation `kind` (applied to raw-pixel batches).
+
+    `seed` seeds the layers' own generators, which draw when the layers are called;
+    `TrainingEpochs` passes each batch a seed of its own instead.
+    """
     if kind not in AUGMENTATIONS:
         raise ValueError(f"augment must be one of {list(AUGMENTATIONS)}; found {kind!r}.")
     height, width = image_size
@@ -36,8 +40,30 @@ def augmentation_layers(kind, image_size, seed=0, channels=3):
         keras.layers.RandomFlip("horizontal", seed=seed + 1),
     ]
     if kind == "randaugment" and channels == 3:
-        layers.append(keras.layers.RandAugment(value_range=(0, 255), seed=seed + 2))
+        layers.append(_SeededRandAugment(value_range=(0, 255), seed=seed + 2))
     return layers
+
+
+class _SeededRandAugment(keras.layers.RandAugment):
+    """Keras' `RandAugment` whose `get_random_transformation` draws from `seed` when one is given.
+
+    Keras' own ignores `seed`: it always draws from the layer's seed generator, whose state
+    carries over from call to call. With `seed` this draws the same things in the same order
+    (which operations, then each operation's transformation) from `seed` instead.
+    """
+
+    def get_random_transformation(self, data, training=True, seed=None):
+        if seed is None or not training:
+            return super().get_random_transformation(data, training=training)
+        operations = [getattr(self, name) for name in self._AUGMENT_LAYERS]
+        for operation in operations:
+            operation.backend.set_backend(self.backend.name)
+        layer_idxes = self.backend.random.randint((self.num_ops,), 0, len(operations), seed=seed)
+        transforms = {
+            name: operation.get_random_transformation(data, training=True, seed=seed)
+            for name, operation in zip(self._AUGMENT_LAYERS, operations)
+        }
+        return {"transforms": transforms, "layer_idxes": layer_idxes}
 
 
 def make_pipeline(
@@ -104,26 +130,75 @@ def _examples(dataset, image_size, batch_size, num_classes, cache):
     return examples.cache() if cache else examples
 
 
-def _mixer(augment, image_size, channels, mixup, cutmix, seed):
-    """`(images, labels) -> (images, labels)` applying the augmentation layers and MixUp / CutMix; None if none."""
+def _mixer(augment, image_size, channels, mixup, cutmix, seed, worker=0):
+    """`(epoch, index, (images, labels)) -> (images, labels)`: augmentation, then MixUp / CutMix; None if none.
+
+    Batch `index` of epoch `epoch` draws every random number from `_batch_seed(seed, epoch, index, worker)`
+    alone, never from the layers' own seed generators.
+    """
     layers = augmentation_layers(augment, image_size, seed, channels or 3)
-    mixers = []
     if mixup > 0:
-        mixers.append(keras.layers.MixUp(alpha=mixup, seed=seed + 3))
+        layers.append(keras.layers.MixUp(alpha=mixup))
     if cutmix > 0:
-        mixers.append(keras.layers.CutMix(factor=cutmix, seed=seed + 4))
-    if not layers and not mixers:
+        layers.append(keras.layers.CutMix(factor=cutmix))
+    if not layers:
         return None
 
-    def apply(images, labels):
+    def apply(epoch, index, batch):
+        seeds = _StatelessSeeds(_batch_seed(seed, epoch, index, worker))
+        images, labels = batch
         for layer in layers:
-            images = layer(images, training=True)
-        for mixer in mixers:
-            mixed = mixer({"images": images, "labels": labels}, training=True)
-            images, labels = mixed["images"], mixed["labels"]
+            images, labels = _transform(layer, images, labels, seeds)
         return images, labels
 
     return apply
+
+
+def _batch_seed(seed, epoch, index, worker=0):
+    """The stateless seed of batch `index` (from 0) of epoch `epoch`: a `[2]` int64 tensor.
+
+    Args:
+        seed: the run's seed (a Python int).
+        epoch, index: int64 scalars (tensors or ints).
+        worker: the data-parallel worker (a Python int) whose slice of the batch this is.
+
+    Returns:
+        A `tf.random.stateless_*` seed fixed by (`seed`, `epoch`, `index`, `worker`) alone.
+    """
+    fold_in = tf.random.experimental.stateless_fold_in
+    return fold_in(fold_in(tf.constant([seed, worker], tf.int64), epoch), index)
+
+
+class _StatelessSeeds(keras.random.SeedGenerator):
+    """A `keras.random.SeedGenerator` without state: its n-th seed is `seed` folded with n.
+
+    Keras' random ops call `next()` once per draw; this gives the draws of one batch distinct
+    seeds fixed by `seed` (a `[2]` int tensor) and the order of the draws in the traced function.
+    It holds no variable, so nothing carries over from one batch to the next.
+    """
+
+    def __init__(self, seed):  # no super().__init__(): that makes the state variable this avoids
+        self.seed, self.draws = seed, 0
+
+    def next(self, ordered=True):
+        drawn = tf.random.experimental.stateless_fold_in(self.seed, self.draws)
+        self.draws += 1
+        return drawn
+
+
+def _transform(layer, images, labels, seeds):
+    """`layer`'s random transformation of the batch (`images`, `labels`), drawn from `seeds`.
+
+    What `layer(...)` does in a `tf.data` pipeline (TensorFlow ops whatever the Keras backend),
+    with an explicit seed.
+    """
+    layer.backend.set_backend("tensorflow")
+    try:
+        data = {"images": images, "labels": labels}
+        transformation = layer.get_random_transformation(data, training=True, seed=seeds)
+        return layer.transform_images(images, transformation), layer.transform_labels(labels, transformation)
+    finally:
+        layer.backend.reset()
 
 
 class TrainingEpochs:
@@ -133,11 +208,18 @@ class TrainingEpochs:
     iterators were made before (Keras' JAX and PyTorch trainers read a batch to build the model
     first, which with `reshuffle_each_iteration` would advance the shared shuffle state). The
     examples are decoded and cached once, shared by all epochs. Random augmentation and mixing
-    draw from their layers' own seed state, not tied to the epoch.
+    are fixed the same way: batch i of epoch k (counted after `stream`'s `per_epoch`) draws all
+    its random numbers from a stateless seed made of (`seed`, k, i), never from the layers' own
+    seed generators, so its transformation is a function of (`seed`, k, i) and of the batch alone,
+    whatever was read before and however the parallel map schedules the batches. Different
+    epochs, and different batches of one epoch, draw different transformations.
 
     Args:
         dataset, image_size, batch_size, num_classes, augment, mixup, cutmix, seed, cache,
             shuffle_buffer, drop_remainder: as `make_pipeline`'s.
+        worker: this process's index among data-parallel workers that each augment their own
+            slice of every batch; folded into the batch seeds, so that the workers' slices of one
+            batch draw different transformations (the shuffle order stays the same for all).
 
     Example:
 
@@ -161,9 +243,11 @@ class TrainingEpochs:
         cache=True,
         shuffle_buffer=20_000,
         drop_remainder=False,
+        worker=0,
     ):
         self.examples = _examples(dataset, image_size, batch_size, num_classes, cache)
-        self.mix = _mixer(augment, image_size, dataset.element_spec[0].shape[-1], mixup, cutmix, seed)
+        channels = dataset.element_spec[0].shape[-1]
+        self.mix = _mixer(augment, image_size, channels, mixup, cutmix, seed, int(worker))
         self.seed, self.batch_size = int(seed), batch_size
         self.shuffle_buffer, self.drop_remainder = shuffle_buffer, drop_remainder
 
@@ -184,10 +268,20 @@ class TrainingEpochs:
                 joined (e.g. sharding and a cut to the epoch's steps).
         """
         per_epoch = per_epoch or (lambda batches: batches)
-        epochs = [per_epoch(self.batches(epoch)) for epoch in range(first_epoch, max(end_epoch, first_epoch + 1))]
+        epochs = [
+            self._numbered(epoch, per_epoch(self.batches(epoch)))
+            for epoch in range(first_epoch, max(end_epoch, first_epoch + 1))
+        ]
         joined = functools.reduce(lambda head, tail: head.concatenate(tail), epochs)
         joined = joined if end_epoch > first_epoch else joined.take(0)
         return finish(joined.map(self.mix, num_parallel_calls=tf.data.AUTOTUNE) if self.mix else joined)
+
+    def _numbered(self, epoch, batches):
+        """(`epoch`, index in the epoch, batch) for each batch of `batches` when there is `mix`; else `batches`."""
+        if self.mix is None:
+            return batches
+        epochs = tf.data.Dataset.from_tensors(tf.constant(epoch, tf.int64)).repeat()
+        return tf.data.Dataset.zip(epochs, tf.data.Dataset.counter(), batches)
 
 
 def fixed_parallelism_options():
@@ -219,11 +313,22 @@ def evaluation_pipelines(splits, image_size, batch_size, cache=None):
     )
 
 
-def training_epochs(splits, image_size, batch_size, augment="none", mixup=0.0, cutmix=0.0, seed=0, cache=None):
+def training_epochs(
+    splits, image_size, batch_size, augment="none", mixup=0.0, cutmix=0.0, seed=0, cache=None, worker=0
+):
     """`TrainingEpochs` of `splits.train` (`cache` None: when all splits decoded fit in `CACHE_LIMIT_BYTES`)."""
     cache = _fits_in_cache(splits, image_size) if cache is None else cache
     return TrainingEpochs(
-        splits.train, image_size, batch_size, splits.num_classes, augment, mixup, cutmix, seed, cache=cache
+        splits.train,
+        image_size,
+        batch_size,
+        splits.num_classes,
+        augment,
+        mixup,
+        cutmix,
+        seed,
+        cache=cache,
+        worker=worker,
     )
 
 

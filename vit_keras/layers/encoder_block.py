@@ -5,7 +5,7 @@ import keras
 from vit_keras.layers.drop_path import DropPath
 from vit_keras.layers.dropout import Dropout
 from vit_keras.layers.linear import BiasFusedDense
-from vit_keras.layers.self_attention import SelfAttention
+from vit_keras.layers.self_attention import SelfAttention, check_query_tokens
 from vit_keras.validation import check_positive, check_rate
 
 
@@ -34,10 +34,15 @@ class TransformerEncoderBlock(keras.layers.Layer):
         training: Python bool; True applies dropout and stochastic depth.
         return_attention_scores: Python bool; also return the attention weights (this takes
             the unfused attention path; the output is the same).
+        output_tokens: None (every token) or n: compute and return only the first n tokens
+            (they attend to every token): the first n rows of the full output, at a fraction
+            of its cost. A `ViT` whose head reads the class token alone (`pooling="token"`)
+            calls its last block with `output_tokens=1`.
 
     Returns:
-        A (batch, tokens, D) tensor; with `return_attention_scores=True`, a tuple of it and
-        the (batch, heads, tokens, tokens) attention weights (softmax over the last axis).
+        A (batch, tokens, D) tensor (n tokens with `output_tokens=n`); with
+        `return_attention_scores=True`, a tuple of it and the (batch, heads, tokens or n,
+        tokens) attention weights (softmax over the last axis).
 
     Raises:
         ValueError: for a non-positive `num_heads` or `mlp_dim` or a rate outside [0, 1)
@@ -53,6 +58,8 @@ class TransformerEncoderBlock(keras.layers.Layer):
     >>> out, scores = block(x, return_attention_scores=True)
     >>> tuple(scores.shape)
     (4, 2, 17, 17)
+    >>> tuple(block(x, output_tokens=1).shape)
+    (4, 1, 16)
     """
 
     def __init__(
@@ -94,18 +101,26 @@ class TransformerEncoderBlock(keras.layers.Layer):
         self.mlp_in.build(input_shape)
         self.mlp_out.build(tuple(input_shape[:-1]) + (self.mlp_dim,))
 
+    def __call__(self, x, *args, **kwargs):
+        # Checked before Keras' call machinery, which would wrap the error in a multi-line report.
+        check_query_tokens("output_tokens", kwargs.get("output_tokens"), x)
+        return super().__call__(x, *args, **kwargs)
+
     def _dropout(self, x, training):
         return self.dropout_layer(x, training=training) if training and self.dropout_layer else x
 
     def _drop_path(self, x, training):
         return self.drop_path_layer(x, training=training) if training and self.drop_path_layer else x
 
-    def call(self, x, training=None, return_attention_scores=False):
+    def call(self, x, training=None, return_attention_scores=False, output_tokens=None):
+        output_tokens = check_query_tokens("output_tokens", output_tokens, x)
         y = self.norm1(x)
         if return_attention_scores:
-            y, scores = self.attention(y, training=training, return_attention_scores=True)
+            y, scores = self.attention(y, training=training, return_attention_scores=True, query_tokens=output_tokens)
         else:
-            y = self.attention(y, training=training)
+            y = self.attention(y, training=training, query_tokens=output_tokens)
+        if output_tokens is not None:
+            x = x[:, :output_tokens]
         x = x + self._drop_path(self._dropout(y, training), training)
 
         y = self._dropout(self.mlp_in(self.norm2(x)), training)
@@ -113,8 +128,13 @@ class TransformerEncoderBlock(keras.layers.Layer):
         x = x + self._drop_path(y, training)
         return (x, scores) if return_attention_scores else x
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
+    def compute_output_spec(self, x, training=None, return_attention_scores=False, output_tokens=None):
+        batch, tokens, dim = x.shape
+        kept = tokens if output_tokens is None else output_tokens
+        out = keras.KerasTensor((batch, kept, dim), dtype=self.compute_dtype)
+        if not return_attention_scores:
+            return out
+        return out, keras.KerasTensor((batch, self.num_heads, kept, tokens), dtype=self.compute_dtype)
 
     def get_config(self):
         config = super().get_config()

@@ -81,6 +81,5 @@ class TransformerBlock(TransformerEncoderBlock):
     def call(self, inputs, training=None):
         return super().call(inputs, training=training, return_attention_scores=True)
 
-    def compute_output_shape(self, input_shape):
-        batch, tokens = input_shape[0], input_shape[1]
-        return tuple(input_shape), (batch, self.num_heads, tokens, tokens)
+    def compute_output_spec(self, inputs, training=None):
+        return super().compute_output_spec(inputs, return_attention_scores=True)

@@ -55,6 +55,49 @@ def fused_attention(qkv, scale):
     return ops.dot_product_attention(query, key, value, scale=scale)
 
 
+def fused_query_attention(query, key_value, scale):
+    """`fused_attention` for queries of a few leading tokens against keys and values of all tokens.
+
+    Args:
+        query: a (batch, queries, heads, d) tensor.
+        key_value: a (batch, tokens, 2, heads, d) tensor, its third axis [key | value].
+        scale: the factor of the logits, usually 1 / sqrt(d).
+
+    Returns:
+        The (batch, queries, heads, d) context, by the same kernels as `fused_attention`.
+    """
+    if keras.backend.backend() == "torch":
+        import torch
+
+        key, value = ops.convert_to_tensor(key_value).permute(2, 0, 3, 1, 4).unbind(0)
+        query = ops.convert_to_tensor(query).transpose(1, 2)
+        return torch.nn.functional.scaled_dot_product_attention(query, key, value, scale=scale).transpose(1, 2)
+    key, value = ops.unstack(key_value, axis=2)
+    return ops.dot_product_attention(query, key, value, scale=scale)
+
+
+def check_query_tokens(name, count, x):
+    """`count` if it is None or an int from 1 to the token count of `x` (batch, tokens, D), else ValueError.
+
+    Args:
+        name: the argument's name, for the message.
+        count: the value to check.
+        x: the layer's input (anything with a `shape`); an unknown token count admits any count.
+
+    Returns:
+        `count` as an int, or None.
+    """
+    if count is None:
+        return None
+    shape = tuple(getattr(x, "shape", ()))
+    tokens = shape[1] if len(shape) > 1 else None
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+        raise ValueError(f"{name} must be None or a positive integer; found {count!r}.")
+    if tokens is not None and count > tokens:
+        raise ValueError(f"{name} must be at most the number of tokens, {tokens}; found {count}.")
+    return int(count)
+
+
 @keras.saving.register_keras_serializable(package="vit_keras")
 class SelfAttention(keras.layers.Layer):
     """Multi-head self-attention with a fused query/key/value projection.
@@ -89,10 +132,15 @@ class SelfAttention(keras.layers.Layer):
         x: a (batch, tokens, D) tensor.
         training: Python bool; True applies attention dropout.
         return_attention_scores: Python bool; also return the attention weights.
+        query_tokens: None (every token attends) or n: only the first n tokens are queries
+            (their q projection alone is computed; keys and values are every token's), and
+            only their outputs are returned: the same values as the first n rows of the full
+            output, for a fraction of its cost.
 
     Returns:
-        A (batch, tokens, D) tensor; with `return_attention_scores=True`, a tuple of it and
-        the (batch, heads, tokens, tokens) attention weights (softmax over the last axis).
+        A (batch, queries, D) tensor (queries = tokens unless `query_tokens` is given); with
+        `return_attention_scores=True`, a tuple of it and the (batch, heads, queries, tokens)
+        attention weights (softmax over the last axis).
 
     Raises:
         ValueError: for a non-positive `num_heads` or a `dropout` outside [0, 1) (on
@@ -150,6 +198,11 @@ class SelfAttention(keras.layers.Layer):
         )
         self.out_bias = self.add_weight(name="out_bias", shape=(dim,), initializer=self.bias_initializer)
 
+    def __call__(self, x, *args, **kwargs):
+        # Checked before Keras' call machinery, which would wrap the error in a multi-line report.
+        check_query_tokens("query_tokens", kwargs.get("query_tokens"), x)
+        return super().__call__(x, *args, **kwargs)
+
     def _projection_initializer(self, shape, input_axes, output_axes):
         """`dtype -> (D, D) kernel`, drawn at the per-head `shape` as `MultiHeadAttention`'s EinsumDense does.
 
@@ -165,19 +218,39 @@ class SelfAttention(keras.layers.Layer):
         dim = math.prod(shape[axis] for axis in input_axes)
         return lambda dtype: ops.reshape(initializer(shape, dtype=dtype), (dim, dim))
 
-    def call(self, x, training=None, return_attention_scores=False):
-        batch, tokens, dim = ops.shape(x)[0], ops.shape(x)[1], x.shape[-1]
-        qkv = linear(x, self.qkv_kernel, self.qkv_bias)
-        qkv = ops.reshape(qkv, (batch, tokens, 3, self.num_heads, self.head_dim))
+    def call(self, x, training=None, return_attention_scores=False, query_tokens=None):
+        query_tokens = check_query_tokens("query_tokens", query_tokens, x)
         explicit = return_attention_scores or (training and self.dropout > 0)
-        if explicit:
-            query, key, value = ops.unstack(qkv, axis=2)  # QKV_PARTS, (batch, tokens, heads, d) each
-            context, scores = self._explicit_attention(query, key, value, training)
+        scale = 1.0 / math.sqrt(self.head_dim)
+        if query_tokens is None:
+            qkv = self._split_heads(linear(x, self.qkv_kernel, self.qkv_bias), 3)
+            if explicit:
+                query, key, value = ops.unstack(qkv, axis=2)  # QKV_PARTS, (batch, tokens, heads, d) each
+            else:
+                context = fused_attention(qkv, scale)
         else:
-            context = fused_attention(qkv, scale=1.0 / math.sqrt(self.head_dim))
-        context = ops.reshape(context, (batch, tokens, dim))
+            query, key_value = self._project_queries_apart(x, query_tokens)
+            if explicit:
+                key, value = ops.unstack(key_value, axis=2)
+            else:
+                context = fused_query_attention(query, key_value, scale)
+        if explicit:
+            context, scores = self._explicit_attention(query, key, value, training)
+        context = ops.reshape(context, (ops.shape(x)[0], -1, x.shape[-1]))
         out = linear(context, self.out_kernel, self.out_bias)
         return (out, scores) if return_attention_scores else out
+
+    def _split_heads(self, projected, parts):
+        """(batch, tokens, parts * D) -> (batch, tokens, parts, heads, d)."""
+        batch, tokens = ops.shape(projected)[0], ops.shape(projected)[1]
+        return ops.reshape(projected, (batch, tokens, parts, self.num_heads, self.head_dim))
+
+    def _project_queries_apart(self, x, count):
+        """(query (batch, count, heads, d) of the first `count` tokens, key/value (batch, tokens, 2, heads, d))."""
+        dim = x.shape[-1]
+        kernel, bias = ops.convert_to_tensor(self.qkv_kernel), ops.convert_to_tensor(self.qkv_bias)
+        query = self._split_heads(linear(x[:, :count], kernel[:, :dim], bias[:dim]), 1)
+        return ops.squeeze(query, axis=2), self._split_heads(linear(x, kernel[:, dim:], bias[dim:]), 2)
 
     def _explicit_attention(self, query, key, value, training):
         """(context (batch, tokens, heads, d), weights (batch, heads, tokens, tokens)), dropout applied."""
@@ -188,8 +261,13 @@ class SelfAttention(keras.layers.Layer):
             dropped = dropout(weights, self.dropout, self.seed_generator)
         return ops.einsum("bhqk,bkhd->bqhd", dropped, value), weights
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
+    def compute_output_spec(self, x, training=None, return_attention_scores=False, query_tokens=None):
+        batch, tokens, dim = x.shape
+        queries = tokens if query_tokens is None else query_tokens
+        out = keras.KerasTensor((batch, queries, dim), dtype=self.compute_dtype)
+        if not return_attention_scores:
+            return out
+        return out, keras.KerasTensor((batch, self.num_heads, queries, tokens), dtype=self.compute_dtype)
 
     def load_own_variables(self, store):
         """Load the fused variables, or convert `MultiHeadAttention`'s per-head ones.

@@ -79,5 +79,8 @@ def linear(x, kernel, bias):
         and not torch.compiler.is_compiling()
         and cpu_matmul() == "onednn"
     ):
-        return OneDnnLinear.apply(x, kernel, bias)
+        # oneDNN takes a kernel laid out row-major or transposed; a column slice of a wider kernel
+        # (the query or key/value part of the fused q/k/v kernel) would send it to a reference
+        # loop hundreds of times slower. The copy is one (in, out) kernel.
+        return OneDnnLinear.apply(x, kernel.contiguous(), bias.contiguous())
     return torch.nn.functional.linear(x, kernel.T, bias)
