@@ -10,7 +10,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import benchmark_script
+from conftest import benchmark_script, to_numpy
 
 benchmark = benchmark_script()  # puts scripts/ on sys.path: the bench package imports below
 from bench import outputs, workloads  # noqa: E402
@@ -104,13 +104,13 @@ def test_our_worker_builds_the_model_with_the_specs_dropout_and_it_drops_only_in
     assert (block.dropout, block.attention_dropout, block.drop_path) == (0.1, 0.0, 0.0)
     assert block.dropout_layer.rate == pytest.approx(0.1)
     images, _ = workloads.synthetic_batch(spec)
-    inference = np.asarray(model(images, training=False))
-    assert np.allclose(np.asarray(model(images, training=False)), inference)
-    assert not np.allclose(np.asarray(model(images, training=True)), inference, atol=1e-4)
+    inference = to_numpy(model(images, training=False))
+    assert np.allclose(to_numpy(model(images, training=False)), inference)
+    assert not np.allclose(to_numpy(model(images, training=True)), inference, atol=1e-4)
 
     plain, _ = _our_workload(0.0)  # the preset's own 0.1 is not applied: training = inference
     assert plain.info["dropout"] == 0.0 and plain.model.get_layer("encoder_block_0").dropout_layer is None
-    assert np.allclose(np.asarray(plain.model(images, training=True)), np.asarray(plain.model(images)), atol=1e-6)
+    assert np.allclose(to_numpy(plain.model(images, training=True)), to_numpy(plain.model(images)), atol=1e-6)
 
 
 @pytest.mark.single_backend
