@@ -183,6 +183,17 @@ def test_block_output_tokens_give_the_first_rows_and_their_gradients(rng):
     np.testing.assert_allclose(to_numpy(out), to_numpy(block(x))[:, :1], atol=1e-5)
 
 
+@pytest.mark.parametrize("output_tokens", [None, 1])
+def test_block_takes_an_empty_batch_and_propagates_nan(output_tokens):
+    block = TransformerEncoderBlock(num_heads=2, mlp_dim=16)
+    empty = block(np.zeros((0, 9, 8), "float32"), output_tokens=output_tokens)
+    assert tuple(empty.shape) == (0, output_tokens or 9, 8)
+    poisoned = np.zeros((2, 9, 8), "float32")
+    poisoned[0, 3] = np.nan
+    out = to_numpy(block(poisoned, output_tokens=output_tokens))
+    assert np.isnan(out[0]).all() and np.isfinite(out[1]).all()  # the NaN stays in its image
+
+
 def _all_tokens_logits(model, images):
     """`model`'s logits with every block computing every token (the read-out takes token 0)."""
     x = keras.Model(model.input, model.get_layer("embedding_dropout").output)(images)

@@ -236,7 +236,8 @@ class SelfAttention(keras.layers.Layer):
                 context = fused_query_attention(query, key_value, scale)
         if explicit:
             context, scores = self._explicit_attention(query, key, value, training)
-        context = ops.reshape(context, (ops.shape(x)[0], -1, x.shape[-1]))
+        queries = ops.shape(x)[1] if query_tokens is None else query_tokens
+        context = ops.reshape(context, (ops.shape(x)[0], queries, x.shape[-1]))
         out = linear(context, self.out_kernel, self.out_bias)
         return (out, scores) if return_attention_scores else out
 
