@@ -53,9 +53,7 @@ class _BlockWithScores(keras.layers.Layer):
         return self.block(tokens, training=False, return_attention_scores=True)
 
     def compute_output_spec(self, tokens):
-        batch, length, _ = tokens.shape
-        scores = keras.KerasTensor((batch, self.block.num_heads, length, length), dtype=self.compute_dtype)
-        return keras.KerasTensor(tokens.shape, dtype=self.compute_dtype), scores
+        return self.block.compute_output_spec(tokens, return_attention_scores=True)
 
 
 def attention_scores_model(model):

@@ -5,7 +5,7 @@ import keras
 from vit_keras.layers.drop_path import DropPath
 from vit_keras.layers.dropout import Dropout
 from vit_keras.layers.linear import BiasFusedDense
-from vit_keras.layers.self_attention import SelfAttention, check_query_tokens
+from vit_keras.layers.self_attention import SelfAttention, attention_output_spec, check_query_tokens
 from vit_keras.validation import check_positive, check_rate
 
 
@@ -129,12 +129,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
         return (x, scores) if return_attention_scores else x
 
     def compute_output_spec(self, x, training=None, return_attention_scores=False, output_tokens=None):
-        batch, tokens, dim = x.shape
-        kept = tokens if output_tokens is None else output_tokens
-        out = keras.KerasTensor((batch, kept, dim), dtype=self.compute_dtype)
-        if not return_attention_scores:
-            return out
-        return out, keras.KerasTensor((batch, self.num_heads, kept, tokens), dtype=self.compute_dtype)
+        return attention_output_spec(x, output_tokens, self.num_heads, self.compute_dtype, return_attention_scores)
 
     def get_config(self):
         config = super().get_config()

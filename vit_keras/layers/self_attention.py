@@ -76,6 +76,27 @@ def fused_query_attention(query, key_value, scale):
     return ops.dot_product_attention(query, key, value, scale=scale)
 
 
+def attention_output_spec(x, queries, num_heads, dtype, return_attention_scores):
+    """The symbolic outputs of self-attention (or an encoder block) on a (batch, tokens, D) `x`.
+
+    Args:
+        x: the symbolic input.
+        queries: None (every token) or the number of leading tokens whose outputs are computed.
+        num_heads: attention heads.
+        dtype: the layer's compute dtype.
+        return_attention_scores: also give the (batch, heads, queries, tokens) weights.
+
+    Returns:
+        A (batch, queries, D) `keras.KerasTensor`, or a tuple of it and the weights.
+    """
+    batch, tokens, dim = x.shape
+    queries = tokens if queries is None else queries
+    out = keras.KerasTensor((batch, queries, dim), dtype=dtype)
+    if not return_attention_scores:
+        return out
+    return out, keras.KerasTensor((batch, num_heads, queries, tokens), dtype=dtype)
+
+
 def check_query_tokens(name, count, x):
     """`count` if it is None or an int from 1 to the token count of `x` (batch, tokens, D), else ValueError.
 
@@ -263,12 +284,7 @@ class SelfAttention(keras.layers.Layer):
         return ops.einsum("bhqk,bkhd->bqhd", dropped, value), weights
 
     def compute_output_spec(self, x, training=None, return_attention_scores=False, query_tokens=None):
-        batch, tokens, dim = x.shape
-        queries = tokens if query_tokens is None else query_tokens
-        out = keras.KerasTensor((batch, queries, dim), dtype=self.compute_dtype)
-        if not return_attention_scores:
-            return out
-        return out, keras.KerasTensor((batch, self.num_heads, queries, tokens), dtype=self.compute_dtype)
+        return attention_output_spec(x, query_tokens, self.num_heads, self.compute_dtype, return_attention_scores)
 
     def load_own_variables(self, store):
         """Load the fused variables, or convert `MultiHeadAttention`'s per-head ones.
