@@ -3,15 +3,18 @@
 import gzip
 import time
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import MNIST_DIR
 
 from vit_keras import data as vdata
+from vit_keras.data import pipeline as data_pipeline
 from vit_keras.data import tfds as data_tfds
 
-pytestmark = pytest.mark.single_backend  # tf.data plumbing: the same on every backend
+# Tests marked single_backend are tf.data plumbing, the same on every backend. The unmarked RandAugment tests at
+# the end run Keras layers switched to TensorFlow ops, which depends on the Keras backend: they run on every backend.
 
 
 def write_idx(path, array, gz=True):
@@ -43,6 +46,7 @@ def first_labels(dataset, batches=2):
 
 
 @pytest.mark.parametrize("gz", [True, False])
+@pytest.mark.single_backend
 def test_idx_folder_round_trips(tmp_path, gz):
     arrays = write_mnist_folder(tmp_path, gz=gz)
     (x_train, y_train), (x_test, y_test) = vdata.load_idx_folder(tmp_path)
@@ -51,6 +55,7 @@ def test_idx_folder_round_trips(tmp_path, gz):
     assert x_test.shape == (20, 28, 28) and x_test.dtype == np.uint8 and y_test.dtype == np.int32
 
 
+@pytest.mark.single_backend
 def test_corrupt_idx_header_is_named(tmp_path):
     write_mnist_folder(tmp_path)
     (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(b"\x12\x34\x08\x03garbage"))
@@ -58,6 +63,7 @@ def test_corrupt_idx_header_is_named(tmp_path):
         vdata.load_dataset(f"idx:{tmp_path}")
 
 
+@pytest.mark.single_backend
 def test_truncated_idx_body_is_reported(tmp_path):
     write_mnist_folder(tmp_path, gz=False)
     path = tmp_path / "t10k-images-idx3-ubyte"
@@ -66,6 +72,7 @@ def test_truncated_idx_body_is_reported(tmp_path):
         vdata.load_idx_folder(tmp_path)
 
 
+@pytest.mark.single_backend
 def test_label_count_mismatch_is_reported(tmp_path):
     write_mnist_folder(tmp_path)
     write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.zeros(59))
@@ -73,6 +80,7 @@ def test_label_count_mismatch_is_reported(tmp_path):
         vdata.load_dataset(f"idx:{tmp_path}")
 
 
+@pytest.mark.single_backend
 def test_missing_idx_files_are_listed(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(FileNotFoundError, match=r"train-images-idx3-ubyte\[.gz\].*notes.txt"):
@@ -88,11 +96,13 @@ def test_missing_idx_files_are_listed(tmp_path):
         ("tfds:", ValueError, "dataset must be one of"),
     ],
 )
+@pytest.mark.single_backend
 def test_bad_dataset_specs(spec, error, message):
     with pytest.raises(error, match=message):
         vdata.load_dataset(spec, image_size=28)
 
 
+@pytest.mark.single_backend
 def test_npz_dataset(tmp_path):
     rng = np.random.default_rng(1)
     np.savez(
@@ -113,6 +123,7 @@ def test_npz_dataset(tmp_path):
 # ----------------------------------------------------------------------------- bundled sample, splits
 
 
+@pytest.mark.single_backend
 def test_bundled_mnist_sample():
     assert vdata.SAMPLE_PATH.stat().st_size <= 3 * 1024**2
     splits = vdata.load_dataset("mnist-sample", val_fraction=0.1, seed=0)
@@ -124,6 +135,7 @@ def test_bundled_mnist_sample():
     assert np.bincount(test_labels).min() > 150  # every digit is there
 
 
+@pytest.mark.single_backend
 def test_mnist_from_data_dir(mnist_digits, tmp_path):
     """dataset "mnist" reads the IDX files in data_dir: the full MNIST when it is there, else the sample's digits."""
     if mnist_digits.full:
@@ -145,6 +157,7 @@ def test_mnist_from_data_dir(mnist_digits, tmp_path):
     assert int(label) == mnist_digits.y_test[0]
 
 
+@pytest.mark.single_backend
 def test_validation_split_is_seeded_and_disjoint():
     keep, held = vdata.validation_split(1000, 0.1, seed=3)
     assert len(held) == 100 and len(keep) == 900
@@ -165,6 +178,7 @@ def sample():
     return vdata.load_dataset("mnist-sample", seed=0)
 
 
+@pytest.mark.single_backend
 def test_pipeline_shapes_dtypes_and_raw_pixels(sample):
     train, val, test = vdata.pipelines(sample, (28, 28), 32, augment="none", seed=0)
     for ds in (train, val, test):
@@ -176,12 +190,14 @@ def test_pipeline_shapes_dtypes_and_raw_pixels(sample):
     assert sum(int(x.shape[0]) for x, _ in test) == 2000
 
 
+@pytest.mark.single_backend
 def test_pipelines_do_not_autotune(sample):
     # tf.data autotuning takes cores from the training step on small machines (BENCHMARKS.md)
     for ds in vdata.pipelines(sample, (28, 28), 32, augment="digits", seed=0):
         assert ds.options().autotune.enabled is False
 
 
+@pytest.mark.single_backend
 def test_pipeline_order_is_seeded(sample):
     def labels(seed):
         return first_labels(vdata.make_pipeline(sample.train, (28, 28), 64, 10, training=True, seed=seed))
@@ -193,11 +209,13 @@ def test_pipeline_order_is_seeded(sample):
     np.testing.assert_array_equal(test_a, [int(y) for _, y in sample.test.take(128)])
 
 
+@pytest.mark.single_backend
 def test_pipeline_resizes_to_the_model_size(sample):
     x, _ = next(iter(vdata.make_pipeline(sample.test, (32, 48), 8, 10)))
     assert x.shape == (8, 32, 48, 1)
 
 
+@pytest.mark.single_backend
 def test_digit_augmentation_jitters_but_keeps_shapes(sample):
     plain = vdata.make_pipeline(sample.train, (28, 28), 64, 10, training=True, seed=1)
     jittered = vdata.make_pipeline(sample.train, (28, 28), 64, 10, training=True, augment="digits", seed=1)
@@ -209,6 +227,7 @@ def test_digit_augmentation_jitters_but_keeps_shapes(sample):
     assert float(tf.math.reduce_std(x1)) > 0.92 * float(tf.math.reduce_std(x0))  # jitter, not blur
 
 
+@pytest.mark.single_backend
 def test_shift_augmentation_moves_digits_by_whole_pixels(sample):
     plain = vdata.make_pipeline(sample.train, (28, 28), 64, 10, training=True, seed=1)
     shifted = vdata.make_pipeline(sample.train, (28, 28), 64, 10, training=True, augment="shift", seed=1)
@@ -227,6 +246,7 @@ def test_shift_augmentation_moves_digits_by_whole_pixels(sample):
     assert moved > 32  # most images moved
 
 
+@pytest.mark.single_backend
 def test_mixup_gives_soft_labels(sample):
     ds = vdata.make_pipeline(sample.train, (28, 28), 64, 10, training=True, mixup=0.4, seed=0)
     _, y = next(iter(ds))
@@ -235,6 +255,7 @@ def test_mixup_gives_soft_labels(sample):
     assert (y.max(axis=1) < 0.999).any()
 
 
+@pytest.mark.single_backend
 def test_natural_image_augmentation_crops_and_flips():
     images = np.tile(np.arange(32, dtype=np.uint8)[None, None, :, None], (16, 32, 1, 3)) * 8
     ds = tf.data.Dataset.from_tensor_slices((images, np.zeros(16, np.int32)))
@@ -261,6 +282,7 @@ def write_image_folder(root, classes=("cat", "dog"), per_class=6, size=(20, 24),
             keras.utils.save_img(str(root / c / f"{i}.png"), image, scale=False)
 
 
+@pytest.mark.single_backend
 def test_image_folder_with_train_and_test(tmp_path):
     write_image_folder(tmp_path / "train")
     write_image_folder(tmp_path / "test", per_class=2)
@@ -271,6 +293,7 @@ def test_image_folder_with_train_and_test(tmp_path):
     assert x.shape == (4, 16, 16, 3) and y.shape == (4, 2)
 
 
+@pytest.mark.single_backend
 def test_undecodable_image_is_named(tmp_path):
     write_image_folder(tmp_path)
     (tmp_path / "dog" / "broken.jpg").write_bytes(b"this is not a jpeg")
@@ -278,6 +301,7 @@ def test_undecodable_image_is_named(tmp_path):
         vdata.load_dataset(f"folder:{tmp_path}", image_size=16)
 
 
+@pytest.mark.single_backend
 def test_empty_image_folders_are_reported(tmp_path):
     with pytest.raises(ValueError, match="expected one sub-folder of images per class; found none"):
         vdata.load_dataset(f"folder:{tmp_path}", image_size=16)
@@ -321,6 +345,7 @@ def tiny_tfds_builder():
     return VitKerasTestDigits
 
 
+@pytest.mark.single_backend
 def test_tfds_load_end_to_end_from_local_files(tiny_tfds_builder, tmp_path, no_network):
     """The real tfds.load path: prepared from local data on the first load, read back on the second."""
     splits = vdata.load_dataset(f"tfds:{TINY_TFDS}", data_dir=str(tmp_path), val_fraction=0.25, seed=0)
@@ -347,6 +372,7 @@ def _assert_download_failure(error, name):
     return causes
 
 
+@pytest.mark.single_backend
 def test_tfds_offline_fails_at_once_in_one_line(tmp_path, no_network):
     """MNIST is not in data_dir and its host cannot be reached: a one-line error within seconds."""
     start = time.perf_counter()
@@ -358,6 +384,7 @@ def test_tfds_offline_fails_at_once_in_one_line(tmp_path, no_network):
     assert any(isinstance(c, OSError) and "network disabled in tests" in str(c) for c in causes)
 
 
+@pytest.mark.single_backend
 def test_tfds_load_itself_fails_on_the_download(tmp_path, no_network, monkeypatch):
     """Past the reachability probe, tfds.load runs until its download fails (not on an import)."""
     import requests
@@ -372,6 +399,7 @@ def test_tfds_load_itself_fails_on_the_download(tmp_path, no_network, monkeypatc
     assert any(isinstance(c, requests.exceptions.ConnectionError) for c in causes), causes
 
 
+@pytest.mark.single_backend
 def test_unknown_tfds_name():
     with pytest.raises(ValueError, match="tfds:no_such_dataset_xyz is not a known TFDS dataset") as raised:
         vdata.load_dataset("tfds:no_such_dataset_xyz")
@@ -399,6 +427,7 @@ def random_images(count=40, size=12):
 @pytest.mark.parametrize(
     "kwargs", [dict(augment="digits"), dict(augment="shift", mixup=0.4, cutmix=1.0)], ids=["digits", "mixup-cutmix"]
 )
+@pytest.mark.single_backend
 def test_resumed_epoch_is_augmented_as_in_an_uninterrupted_run(kwargs):
     """Epoch 2 read on its own (a run resumed there) equals, bit for bit, epoch 2 of a run from epoch 0."""
     images = random_images()
@@ -414,6 +443,7 @@ def test_resumed_epoch_is_augmented_as_in_an_uninterrupted_run(kwargs):
         assert (resumed[0][1].max(axis=1) < 0.999).any()  # mixed labels were compared too
 
 
+@pytest.mark.single_backend
 def test_augmented_pipeline_read_twice_gives_the_same_batches():
     epochs = synthetic_epochs(random_images(), augment="digits", mixup=0.4)
     stream = epochs.stream(0, 2)
@@ -423,6 +453,7 @@ def test_augmented_pipeline_read_twice_gives_the_same_batches():
         np.testing.assert_array_equal(y0, y1)
 
 
+@pytest.mark.single_backend
 def test_augmentation_differs_between_epochs_batches_and_seeds():
     """40 copies of one digit-like image: every batch holds the same input, so any difference is the draw."""
     image = np.zeros((12, 12, 1), np.uint8)
@@ -446,6 +477,7 @@ def test_augmentation_differs_between_epochs_batches_and_seeds():
     assert len({row.tobytes() for row in first}) == 8
 
 
+@pytest.mark.single_backend
 def test_shift_draws_rows_and_columns_independently():
     """One lit pixel per image: its displacement is the drawn shift, (dy, dx) in [-2, 2]^2, not dy == dx."""
     image = np.zeros((28, 28, 1), np.uint8)
@@ -458,3 +490,121 @@ def test_shift_draws_rows_and_columns_independently():
             shifts.add((int(dy) - 14, int(dx) - 14))
     assert all(abs(dy) <= 2 and abs(dx) <= 2 for dy, dx in shifts)
     assert len(shifts) >= 12 and any(dy != dx for dy, dx in shifts)
+
+
+# ----------------------------------------------------------------------------- RandAugment
+
+
+def colour_images(count=8, size=24, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (count, size, size, 3), dtype=np.uint8)
+
+
+def seeds(a, b):
+    """The per-batch seeds the pipeline gives each layer, from the stateless seed (a, b)."""
+    return data_pipeline._StatelessSeeds(tf.constant([a, b], tf.int64))
+
+
+def test_rand_augment_is_drawn_from_the_seed():
+    augment, images = data_pipeline.SeededRandAugment(), colour_images()
+    drawn = {}
+    for seed in [(0, 0), (0, 1), (1, 0), (2, 5), (3, 9), (7, 7)]:
+        drawn[seed] = augment(images, seed=seed).numpy()
+        np.testing.assert_array_equal(augment(images, seed=seed).numpy(), drawn[seed])  # same seed, same images
+        np.testing.assert_array_equal(augment(images, seed=tf.constant(seed)).numpy(), drawn[seed])
+    assert len({x.tobytes() for x in drawn.values()}) == len(drawn)  # every seed draws its own
+    assert all(not np.array_equal(x, images) for x in drawn.values())
+    copies = np.repeat(images[:1], 8, axis=0)  # the parameters are drawn per image
+    chosen = augment.get_random_transformation(copies, seed=seeds(2, 5))["operations"].numpy()
+    assert not {0, 1, 2}.isdisjoint(chosen), "the check below needs a geometric operation"
+    assert len({x.tobytes() for x in augment(copies, seed=(2, 5)).numpy()}) == 8
+    np.testing.assert_array_equal(augment(images, training=False).numpy(), images.astype("float32"))
+
+
+def test_rand_augment_draws_unseeded_calls_from_its_own_seed():
+    images = colour_images()
+    first, second = data_pipeline.SeededRandAugment(seed=4), data_pipeline.SeededRandAugment(seed=4)
+    a, b = first(images).numpy(), first(images).numpy()
+    np.testing.assert_array_equal(second(images).numpy(), a)
+    assert not np.array_equal(a, b)  # each call draws anew
+
+
+@pytest.mark.single_backend  # the pipeline test below runs the layer in tf.data on every backend
+def test_unseeded_rand_augment_maps_a_tf_data_dataset():
+    images = colour_images()
+    expected = data_pipeline.SeededRandAugment(seed=4)(images).numpy()
+    mapped = tf.data.Dataset.from_tensors(images).repeat(2).map(data_pipeline.SeededRandAugment(seed=4))
+    first, second = [x.numpy() for x in mapped]  # its generator is made while the map is traced
+    np.testing.assert_array_equal(first, expected)
+    assert not np.array_equal(first, second)
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "float32"])
+def test_every_rand_augment_operation_keeps_range_shape_and_dtype(dtype):
+    augment = data_pipeline.SeededRandAugment()
+    images = colour_images().astype(dtype)
+    images[0] = 0  # a black and a white image: edge cases of the contrast and histogram operations
+    images[1] = 255
+    transformation = augment.get_random_transformation(images, seed=seeds(1, 2))
+    for index, operation in enumerate(augment.operations):
+        twice = dict(transformation, operations=tf.constant([index] * augment.num_ops, tf.int32))
+        x = augment.transform_images(images, twice).numpy()
+        name = type(operation).__name__
+        assert x.shape == images.shape and x.dtype == np.float32, name
+        assert np.isfinite(x).all() and x.min() >= 0 and x.max() <= 255, f"{name}: {x.min()}..{x.max()}"
+    chosen = {
+        int(i) for s in range(40) for i in augment.get_random_transformation(images, seed=seeds(s, 0))["operations"]
+    }
+    assert chosen == set(range(len(augment.operations)))  # each of the 11 operations is drawn
+
+
+@pytest.mark.single_backend  # Keras' RandAugment computes with the backend's own ops outside tf.data
+def test_rand_augment_applies_what_keras_rand_augment_applies():
+    """For the same draws, keras.layers.RandAugment (same arguments) gives the same images, bit for bit."""
+    ours, theirs = data_pipeline.SeededRandAugment(), keras.layers.RandAugment(value_range=(0, 255))
+    images = colour_images().astype("float32")
+    names = list(theirs.get_random_transformation(images)["transforms"])
+    assert len(names) == len(ours.operations), f"Keras' RandAugment has the operations {names}"
+    for seed in range(8):
+        drawn = ours.get_random_transformation(images, seed=seeds(seed, 3))
+        as_keras = {"transforms": dict(zip(names, drawn["transforms"])), "layer_idxes": drawn["operations"]}
+        expected = theirs.transform_images(images, as_keras)
+        np.testing.assert_array_equal(ours.transform_images(images, drawn).numpy(), expected.numpy())
+
+
+def test_rand_augment_pipeline_runs_and_reads_the_same_batches_twice():
+    images = colour_images(16, 16)
+    dataset = tf.data.Dataset.from_tensor_slices((images, np.zeros(16, np.int32)))
+    pipeline = vdata.make_pipeline(dataset, (16, 16), 8, 2, training=True, augment="randaugment", seed=3)
+    first, again = batches_of(pipeline), batches_of(pipeline)
+    plain = batches_of(vdata.make_pipeline(dataset, (16, 16), 8, 2, training=True, seed=3))
+    for (x, _), (x_again, _), (x_plain, _) in zip(first, again, plain, strict=True):
+        assert x.shape == (8, 16, 16, 3) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 255
+        np.testing.assert_array_equal(x_again, x)
+        assert not np.array_equal(x, x_plain)
+
+
+@pytest.mark.single_backend  # the seeds are the same on every backend (the test above runs the layer on each)
+def test_rand_augment_pipeline_resumes_bit_for_bit():
+    """Epoch 1 read on its own (a run resumed there) equals, bit for bit, epoch 1 of a run from epoch 0."""
+
+    def batches(first, end):
+        dataset = tf.data.Dataset.from_tensor_slices((colour_images(24, 16), np.arange(24) % 8))
+        epochs = vdata.TrainingEpochs(dataset, (16, 16), 8, 8, augment="randaugment", seed=5)
+        return batches_of(epochs.stream(first, end))
+
+    uninterrupted, resumed = batches(0, 2), batches(1, 2)
+    assert len(uninterrupted) == 6 and len(resumed) == 3
+    for (x0, y0), (x1, y1) in zip(uninterrupted[3:], resumed, strict=True):
+        np.testing.assert_array_equal(x0, x1)
+        np.testing.assert_array_equal(y0, y1)
+
+
+@pytest.mark.single_backend
+def test_bad_rand_augment_arguments_are_named():
+    with pytest.raises(ValueError, match=r"factor must be a number or a \(low, high\) pair in \[0, 1\]; found 1.5"):
+        data_pipeline.SeededRandAugment(factor=1.5)
+    with pytest.raises(ValueError, match="num_ops must be a positive integer; found 0"):
+        data_pipeline.SeededRandAugment(num_ops=0)
+    with pytest.raises(RuntimeError, match=f"object of Keras {keras.__version__} has none"):
+        with data_pipeline._tensorflow_ops(object()):
+            pass

@@ -183,6 +183,46 @@ def test_two_workers_train_identically_and_resume_from_the_chief_backup(tmp_path
     assert not (tmp_path / "backup").exists()
 
 
+def trainer_workers(tmp_path, count, *train_args):
+    """`vit-keras train --distribute multi-worker` in `count` processes on 127.0.0.1; (exit codes, logs)."""
+    log_dir = tmp_path / "logs"
+    log_dir.mkdir(exist_ok=True)
+    processes = []
+    try:
+        for i, env in enumerate(cluster_envs(count)):
+            with open(log_dir / f"trainer{i}.log", "ab") as log:
+                command = [sys.executable, "-m", "vit_keras.cli", "train", "--distribute", "multi-worker", *train_args]
+                processes.append(subprocess.Popen(command, env=env, stdout=log, stderr=log))
+        return [p.wait(timeout=TIMEOUT) for p in processes], logs(str(log_dir))
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def test_trainer_workers_stop_early_together_then_evaluate_and_export(tmp_path):
+    """`vit-keras train` in two workers: early stopping ends `fit` on both at the same epoch, then
+    both evaluate and export (collective under a multi-worker strategy) and only the chief's files
+    land in the run directory. A worker that trained on, or left, while the chief evaluated would
+    meet it in mismatched collective ops."""
+    if BACKEND == "torch":
+        return  # no multi-worker engine on torch (test_torch_refuses_distribution_others_accept_it)
+    # A learning rate too small to move a float32 weight, and no batch statistics (patch stem):
+    # the validation loss repeats, so patience 1 stops training after its second epoch of 6.
+    args = ["--preset", "vit_mnist_p7", "--lr", "1e-12", "--warmup", "0", "--early-stopping", "1"]
+    args += ["--epochs", "6", "--steps-per-epoch", "2", "--batch-size", "16", "--augment", "none"]
+    args += ["--jit-compile", "off", "--output", str(tmp_path / "run")]
+    codes, text = trainer_workers(tmp_path, 2, *args)
+    assert codes == [0, 0], text
+    assert text.count("Epoch 2/6") == 2 and "Epoch 3/6" not in text, text
+    metrics = (tmp_path / "run" / runs.METRICS).read_text().splitlines()
+    assert [line.split(",")[0] for line in metrics[1:]] == ["0", "1"], metrics
+    results = json.loads((tmp_path / "run" / runs.RESULTS).read_text())
+    assert results["status"] == "finished" and results["epochs_run"] == 2, results
+    assert 0 <= results["test_accuracy"] <= 1 and (tmp_path / "run" / runs.SAVED_MODEL / "1").is_dir(), results
+
+
 # --- bad input, refused before anything is configured -----------------------------------------
 
 

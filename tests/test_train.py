@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from vit_keras import ViT, cli, optim, predict, train
+from vit_keras import ViT, cli, optim, performance, predict, train
 from vit_keras.choices import PRECISIONS
 from vit_keras.curves import plot_training_curves
 from vit_keras.train_config import TrainConfig
@@ -15,7 +15,8 @@ from vit_keras.train_config import TrainConfig
 QUICK = ["--preset", "vit_mnist_p7", "--augment", "none", "--no-tensorboard", "--no-export", "--batch-size", "64"]
 # For the plumbing runs below: on TensorFlow, XLA's compile takes longer than their few steps; JAX's
 # steps run slower without XLA than its compile takes, so JAX keeps the default. The trainer's
-# default (`auto`) is covered by `trained_run` and test_jit_compile_..._reach_the_model[auto].
+# default (`auto`: on TensorFlow XLA only for runs of `performance.XLA_MIN_TRAINING_STEPS` steps or
+# more) is covered by tests/test_compile_options.py and test_jit_compile_..._reach_the_model[auto].
 PLUMBING_JIT = False if keras.backend.backend() == "tensorflow" else "auto"  # `jit_compile` of model.compile
 NO_XLA = ["--jit-compile", "off"] if PLUMBING_JIT is False else []
 # A smaller model for runs that check plumbing, not learning (what the preset is, they do not check).
@@ -348,7 +349,7 @@ def test_jit_compile_and_steps_per_execution_reach_the_model(tmp_path, tiny_npz,
     argv += ["--jit-compile", choice, "--steps-per-execution", "4", "--output", str(tmp_path / "r"), "--quiet"]
     results = train.train(config_of(argv + ["--lr", "3e-3"]), callbacks=[seen])
     compiled = keras.backend.backend() in ("tensorflow", "jax")
-    assert seen.jit_compile is (compiled and choice == "auto")
+    assert seen.jit_compile is (choice == "auto" and performance.pick_jit_compile(4)[0])
     assert seen.steps_per_execution == (4 if compiled else 1)  # Keras on PyTorch runs one step per call
     assert results["status"] == "finished" and np.isfinite(results["test_loss"])
 

@@ -206,7 +206,10 @@ def _add_train_optimisation(parser):
     )
     opt.add_argument("--seed", type=int, help="seed of the weights, the validation split and the augmentation")
     opt.add_argument(
-        "--jit-compile", choices=JIT_CHOICES, help="XLA: auto (on for TensorFlow and JAX, off for PyTorch), on or off"
+        "--jit-compile",
+        choices=JIT_CHOICES,
+        help="XLA: auto (TensorFlow: on only for runs of enough training steps, epochs x steps per epoch, to "
+        "pay for its compile; JAX: on; PyTorch: off; the trainer prints its choice), on or off",
     )
     opt.add_argument("--steps-per-execution", type=int, help="training steps per compiled call")
     opt.add_argument("--steps-per-epoch", type=int, help="cap the batches per epoch (default: the whole split)")

@@ -37,7 +37,7 @@ from vit_keras.curves import plot_training_curves
 from vit_keras.distribute import setup_distribution
 from vit_keras.model import ViT
 from vit_keras.optim import make_optimizer
-from vit_keras.performance import configure_cpu_threads, fast_compile_options, resolve_precision
+from vit_keras.performance import configure_cpu_threads, fast_compile_options, pick_jit_compile, resolve_precision
 from vit_keras.predict import evaluate_model
 from vit_keras.train_config import TrainConfig, flag
 
@@ -157,16 +157,21 @@ def build_model(model_kwargs, config):
     return model
 
 
-def compile_options(config):
-    """`model.compile` keywords for --jit-compile and --steps-per-execution.
+def compile_options(config, training_steps):
+    """(`model.compile` keywords for --jit-compile and --steps-per-execution, why XLA is on or off).
 
-    "auto" takes the fast path of `vit_keras.performance`: XLA on TensorFlow and JAX (Keras' own
-    "auto" leaves XLA off on CPU TensorFlow), eager on PyTorch.
+    "on" / "off" are kept. "auto" is `vit_keras.performance.pick_jit_compile` for the whole run's
+    `training_steps` (epochs x steps per epoch, also when resuming, so a resumed run compiles as it
+    started): on TensorFlow, XLA only for runs long enough to pay for its compile (Keras' own "auto"
+    leaves XLA off on CPU TensorFlow), always on JAX, never on PyTorch. Steps per execution are
+    those of `fast_compile_options`: as asked on TensorFlow (with or without XLA) and JAX, 1 on PyTorch.
     """
     options = fast_compile_options(config.steps_per_execution)
-    if config.jit_compile != "auto":
-        options["jit_compile"] = config.jit_compile == "on"
-    return options
+    if config.jit_compile == "auto":
+        options["jit_compile"], reason = pick_jit_compile(training_steps)
+        return options, f"--jit-compile auto: {reason}"
+    options["jit_compile"] = config.jit_compile == "on"
+    return options, "asked for with --jit-compile"
 
 
 # ----------------------------------------------------------------------------- callbacks
@@ -248,6 +253,17 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
             self.on_epoch_end(row["epoch"], row)
         if self.stopped_epoch:  # `fit` starts at `_initial_epoch`, as set by RunBackup
             self.model._initial_epoch = self.params["epochs"]
+
+
+def stopping_callbacks(callbacks):
+    """What a TensorFlow worker other than the chief keeps of `make_callbacks`' list.
+
+    The backup it resumes from, and every callback that decides when training stops (NaN, early
+    stopping): all workers must stop at the same step, else the chief leaves `fit` while the others
+    wait for it in a collective op. The others (files of the run directory) are the chief's.
+    """
+    kept = (runs.RunBackup, keras.callbacks.TerminateOnNaN, keras.callbacks.EarlyStopping)
+    return [callback for callback in callbacks if isinstance(callback, kept)]
 
 
 def make_callbacks(config, folder, backup, best=None):
@@ -382,8 +398,10 @@ def _prepare(config, plan, initial_epoch):
 
 
 def _compiled_model(config, data, plan):
+    """(the compiled model, {"jit_compile", "reason"}: whether XLA is on and why)."""
     schedule = data["schedule"]
     steps = schedule["steps_per_epoch"]
+    options, reason = compile_options(config, steps * schedule["epochs"])
     with plan.scope():
         model = build_model(data["model"], config)
         optimizer = make_optimizer(
@@ -401,15 +419,16 @@ def _compiled_model(config, data, plan):
             optimizer=optimizer,
             loss=loss,
             metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-            **compile_options(config),
+            **options,
         )
-    return model
+    return model, {"jit_compile": options["jit_compile"], "reason": reason}
 
 
-def _announce(config, run, data, model, resume, setup):
+def _announce(config, run, data, model, resume, setup, xla):
     schedule, splits = data["schedule"], data["splits"]
     if not config.quiet:  # under --quiet these are fields of the "start" event
         print(f"Precision: {config.precision} ({setup['precision_reason']})", flush=True)
+        print(f"XLA: {'on' if xla['jit_compile'] else 'off'} ({xla['reason']})", flush=True)
         print(f"CPU threads: {setup['cpu_threads']['summary']}", flush=True)
     picked = {name: schedule[name] for name in schedule["picked"]}
     steps = schedule["steps_per_epoch"]
@@ -432,6 +451,8 @@ def _announce(config, run, data, model, resume, setup):
         steps_per_epoch=steps,
         precision=config.precision,
         precision_reason=setup["precision_reason"],
+        jit_compile=xla["jit_compile"],
+        jit_compile_reason=xla["reason"],
         cpu_threads=setup["cpu_threads"]["summary"],
     )
     if steps < MIN_STEPS_PER_EPOCH:
@@ -451,19 +472,19 @@ def _fit(config, run, plan, callbacks, setup):
     backup = runs.RunBackup(run / runs.BACKUP, is_chief=plan.is_chief, collective_save=plan.collective_save)
     resume = runs.read_backup(run / runs.BACKUP)
     data = _prepare(config, plan, resume["epoch"] if resume else 0)
-    model = _compiled_model(config, data, plan)
+    model, xla = _compiled_model(config, data, plan)
     folder = run.path if plan.is_chief else pathlib.Path(plan.output_path(run.path))
     if plan.is_chief:
         folder.mkdir(parents=True, exist_ok=True)
         _write_config(run, config, data, plan, model, setup)
         run.set_phase("training")
-    _announce(config, run, data, model, resume, setup)
+    _announce(config, run, data, model, resume, setup, xla)
     accuracies = [h["val_accuracy"] for h in (resume or {}).get("history", []) if h.get("val_accuracy") is not None]
     own = make_callbacks(config, folder, backup, max(accuracies, default=None))
-    own = own if plan.is_chief or plan.collective_save else [backup, keras.callbacks.TerminateOnNaN()]
+    own = own if plan.is_chief or plan.collective_save else stopping_callbacks(own)
     log = next((c for c in own if isinstance(c, MetricsLog)), None)
     schedule = data["schedule"]
-    model.fit(
+    history = model.fit(
         data["train"],
         validation_data=data["val"],
         epochs=schedule["epochs"],
@@ -472,13 +493,32 @@ def _fit(config, run, plan, callbacks, setup):
         verbose=0 if config.quiet else (1 if sys.stdout.isatty() else 2),
         shuffle=False,
     )
-    rows = log.rows if log else backup.history
+    rows = log.rows if log else _worker_rows(backup, history)
     if rows and rows[-1].get("loss") is None:  # diverged: the last finite epoch's model, if any
         model = runs.load_keras_file(folder / runs.LAST) if (folder / runs.LAST).is_file() else None
     return model, data, rows
 
 
-def _evaluate(config, run, model, data, rows, started):
+def _worker_rows(backup, history):
+    """The epochs a worker without the metrics log knows of, as the chief's log lists them: those
+    of the backup, plus the non-finite epoch that ended `fit` (so every worker sees the divergence)."""
+    last = {name: values[-1] for name, values in history.history.items() if values}
+    if last and not runs.history_is_finite(last):
+        return [*backup.history, {"epoch": history.epoch[-1], **runs.finite_or_none(last)}]
+    return backup.history
+
+
+def _worker_directory(plan, run):
+    """Where this worker writes its copy of the run's files: the run directory on the chief, a private
+    scratch folder on the others (`plan.output_path`)."""
+    if plan.is_chief:
+        return run
+    path = pathlib.Path(plan.output_path(run.path))
+    path.mkdir(parents=True, exist_ok=True)
+    return runs.RunDirectory(path)
+
+
+def _evaluate(config, run, model, data, rows, started, plan):
     """results.json after training: status, epochs, validation and test metrics; phase `evaluated`."""
     from vit_keras.optim import repair_ema_after_fit
 
@@ -494,7 +534,8 @@ def _evaluate(config, run, model, data, rows, started):
         for split in ("val", "test"):
             if data[split] is not None and not diverged:
                 prefix = "val" if split == "val" else "test"
-                loss, accuracy = evaluate_model(model, data[split])
+                with plan.scope():  # its metrics must live under the strategy that holds the model
+                    loss, accuracy = evaluate_model(model, data[split])
                 results.update({f"{prefix}_loss": loss, f"{prefix}_accuracy": accuracy})
         if "test_loss" in results:
             results.update(test_examples=data["splits"].sizes["test"], test_loss_kind=TEST_LOSS_KIND)
@@ -506,14 +547,13 @@ def _evaluate(config, run, model, data, rows, started):
     return results
 
 
-def _export(config, run, model, results):
+def _export(config, run, model, results, class_names):
     """The SavedModel at saved_model/1/ (replacing a half-done one); phase `exported`."""
     if config.export and results["status"] == "finished" and model is not None:
         from vit_keras.export import export_saved_model
 
-        path = export_saved_model(
-            model, str(run / runs.SAVED_MODEL), version=1, overwrite=True, class_names=runs.run_class_names(run.path)
-        )
+        folder = str(run / runs.SAVED_MODEL)
+        path = export_saved_model(model, folder, version=1, overwrite=True, class_names=class_names)
         results["saved_model"] = str(path)
         runs.write_json_atomic(run / runs.RESULTS, results)
     run.set_phase("exported")
@@ -521,15 +561,18 @@ def _export(config, run, model, results):
 
 
 def _set_up(config):
-    """(config with --precision resolved, {"cpu_threads", "precision_reason", "asked_precision"}).
+    """(config with --precision resolved, {"cpu_threads", "precision_reason", "asked_precision"}, plan).
 
-    Runs before the first TensorFlow op, so that the CPU thread settings reach TensorFlow's pools.
+    Runs before the first TensorFlow op, so that the CPU thread settings reach TensorFlow's pools,
+    and sets up the distribution before resolving the precision, whose device query is the first
+    JAX computation (`jax.distributed.initialize` must come before it).
     """
     cpu_threads = configure_cpu_threads()
+    plan = setup_distribution(config.distribute, config.batch_size or 1)
     precision, reason = resolve_precision(config.precision)
     asked = config.precision if config.precision != precision else None
     setup = {"cpu_threads": cpu_threads, "precision_reason": reason, "asked_precision": asked}
-    return dataclasses.replace(config, precision=precision), setup
+    return dataclasses.replace(config, precision=precision), setup, plan
 
 
 def train(config, callbacks=()):
@@ -552,7 +595,7 @@ def train(config, callbacks=()):
         raise ValueError(f"config must be a vit_keras.train_config.TrainConfig; found {type(config).__name__}.")
     started = time.time()
     config.validate()
-    config, setup = _set_up(config)
+    config, setup, plan = _set_up(config)
     run, phase = _open_run(config, setup["asked_precision"])
     if phase == "finished":
         run.finish()  # a kill may have left the backup of a finished run
@@ -566,22 +609,23 @@ def train(config, callbacks=()):
         return {**results, "output": str(run.path), "already_finished": True}
     keras.utils.set_random_seed(config.seed)
     keras.mixed_precision.set_dtype_policy(config.precision)
-    plan = setup_distribution(config.distribute, config.batch_size or 1)
     if plan.is_chief and phase is None:  # a new run, --overwrite, or one killed before config.json
         run.clear()
     if plan.is_chief:
         run.clean_stale()
+    # Every worker evaluates, saves and exports as the chief does (under a multi-worker strategy
+    # these are collective), the others into their scratch copy of the run directory.
+    own = _worker_directory(plan, run)
     model = None
     if phase in (None, "training"):
         model, data, rows = _fit(config, run, plan, callbacks, setup)
-        if not plan.is_chief:
-            return {"status": "finished", "output": str(run.path)}
-        results = _evaluate(config, run, model, data, rows, started)
+        results = _evaluate(config, own, model, data, rows, started, plan)
     else:
         results = run.read_results()
     if phase in (None, "training", "evaluated"):
         if phase == "evaluated" and results.get("status") == "finished":  # checks model.keras before finishing
             model = runs.load_keras_file(run / runs.MODEL)
-        results = _export(config, run, model, results)
-    run.finish()
+        results = _export(config, own, model, results, runs.run_class_names(run.path))
+    if plan.is_chief:
+        run.finish()
     return {**results, "output": str(run.path)}

@@ -1,5 +1,6 @@
 """Batched `tf.data` pipelines for `model.fit`: resize, augment (Keras preprocessing layers), shuffle, batch."""
 
+import contextlib
 import functools
 
 import keras
@@ -13,8 +14,10 @@ CACHE_LIMIT_BYTES = 2 * 1024**3
 def augmentation_layers(kind, image_size, seed=0, channels=3):
     """Keras preprocessing layers for augmentation `kind` (applied to raw-pixel batches).
 
-    `seed` seeds the layers' own generators, which draw when the layers are called;
-    `TrainingEpochs` passes each batch a seed of its own instead.
+    "randaugment" adds a `SeededRandAugment` (Keras' RandAugment operations, made of public
+    Keras layers) to the crop and flip of "natural", for colour images only. `seed` seeds the
+    layers' own generators, which draw when the layers are called; `TrainingEpochs` passes each
+    batch a seed of its own instead.
     """
     if kind not in AUGMENTATIONS:
         raise ValueError(f"augment must be one of {list(AUGMENTATIONS)}; found {kind!r}.")
@@ -40,30 +43,185 @@ def augmentation_layers(kind, image_size, seed=0, channels=3):
         keras.layers.RandomFlip("horizontal", seed=seed + 1),
     ]
     if kind == "randaugment" and channels == 3:
-        layers.append(_SeededRandAugment(value_range=(0, 255), seed=seed + 2))
+        layers.append(SeededRandAugment(value_range=(0, 255), seed=seed + 2))
     return layers
 
 
-class _SeededRandAugment(keras.layers.RandAugment):
-    """Keras' `RandAugment` whose `get_random_transformation` draws from `seed` when one is given.
+class SeededRandAugment:
+    """RandAugment made of public Keras preprocessing layers, drawn from an explicit seed.
 
-    Keras' own ignores `seed`: it always draws from the layer's seed generator, whose state
-    carries over from call to call. With `seed` this draws the same things in the same order
-    (which operations, then each operation's transformation) from `seed` instead.
+    The operations and their strengths are those of `keras.layers.RandAugment` with the same
+    arguments: shear, translation, rotation, brightness, colour degeneration, contrast,
+    sharpness, posterization, solarization, auto-contrast and equalization, each the Keras
+    layer of that name at strength `factor`. Each batch applies `num_ops` operations in a row,
+    each chosen uniformly among the 11 (the same operation may come twice); an operation's
+    parameters are drawn per image, once per batch. Keras' own layer ignores the `seed` of
+    `get_random_transformation`; this one draws the choice of operations and every
+    operation's parameters from it, in TensorFlow ops whatever the Keras backend, so it runs
+    inside `tf.data` on every backend.
+
+    Args:
+        value_range: the range of the pixel values, `(0, 255)` for raw pixels.
+        num_ops: how many operations each batch goes through.
+        factor: the strength, in [0, 1]: a number (strengths drawn in [0, `factor`]) or a
+            `(low, high)` pair.
+        interpolation: `"bilinear"` or `"nearest"`, for shear, translation and rotation.
+        seed: an int seeding the draws of calls without a seed of their own.
+
+    Example:
+
+    >>> import numpy as np
+    >>> augment = SeededRandAugment()
+    >>> images = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3)).astype("float32")
+    >>> first, again = augment(images, seed=(1, 2)), augment(images, seed=(1, 2))
+    >>> tuple(first.shape), bool(np.array_equal(first, again))
+    ((4, 16, 16, 3), True)
     """
 
+    def __init__(self, value_range=(0, 255), num_ops=2, factor=0.5, interpolation="bilinear", seed=None):
+        if not isinstance(num_ops, int) or num_ops < 1:
+            raise ValueError(f"num_ops must be a positive integer; found {num_ops!r}.")
+        self.value_range, self.num_ops, self.interpolation = value_range, num_ops, interpolation
+        self.factor = _strength_range(factor)
+        self.operations = _rand_augment_operations(value_range, self.factor, interpolation, seed)
+        self.compute_dtype = self.operations[0].compute_dtype
+        self.seed, self.generator = seed, None
+
+    def __call__(self, images, training=True, seed=None):
+        """`images` (a batch, NHWC) augmented; unchanged (cast to `compute_dtype`) unless `training`.
+
+        Args:
+            images: a batch of images in `value_range`, as a tensor or array.
+            training: False returns the images as they are.
+            seed: a stateless seed, two ints (or a `[2]` int tensor) that fix every draw; None
+                draws one from this layer's generator (seeded by the constructor's `seed`).
+
+        Returns:
+            A TensorFlow tensor of the images' shape, of dtype `compute_dtype`.
+        """
+        images = tf.convert_to_tensor(images)
+        if seed is None:
+            seed = self._next_seed()
+        seeds = _StatelessSeeds(tf.cast(seed, tf.int64))
+        transformation = self.get_random_transformation(images, training=training, seed=seeds)
+        return self.transform_images(images, transformation, training=training)
+
     def get_random_transformation(self, data, training=True, seed=None):
-        if seed is None or not training:
-            return super().get_random_transformation(data, training=training)
-        operations = [getattr(self, name) for name in self._AUGMENT_LAYERS]
-        for operation in operations:
-            operation.backend.set_backend(self.backend.name)
-        layer_idxes = self.backend.random.randint((self.num_ops,), 0, len(operations), seed=seed)
-        transforms = {
-            name: operation.get_random_transformation(data, training=True, seed=seed)
-            for name, operation in zip(self._AUGMENT_LAYERS, operations)
-        }
-        return {"transforms": transforms, "layer_idxes": layer_idxes}
+        """The operations of one batch and their parameters, drawn from `seed`.
+
+        Args:
+            data: the batch of images, or a dict with the batch under `"images"`.
+            training: False draws nothing (returns None).
+            seed: a `keras.random.SeedGenerator` whose `next()` gives TensorFlow seeds (the
+                pipeline's per-batch seeds); None draws a seed from this layer's generator.
+
+        Returns:
+            `{"operations": int32 [num_ops] indices into operations, "transforms": each
+            operation's transformation}`, or None when not `training`.
+        """
+        if not training:
+            return None
+        seed = seed if seed is not None else _StatelessSeeds(self._next_seed())
+        chosen = tf.random.stateless_uniform(
+            (self.num_ops,), _int32_seed(seed.next()), minval=0, maxval=len(self.operations), dtype=tf.int32
+        )
+        transforms = []
+        for operation in self.operations:
+            with _tensorflow_ops(operation):
+                transforms.append(operation.get_random_transformation(data, training=True, seed=seed))
+        return {"operations": chosen, "transforms": tuple(transforms)}
+
+    def transform_images(self, images, transformation, training=True):
+        """`images` through the operations `transformation` chose, in order, with their parameters.
+
+        Only the chosen operation runs at each step, and the steps share one graph of the 11
+        operations (a loop), which keeps the traced function small.
+        """
+        images = tf.cast(images, self.compute_dtype)
+        if not training or transformation is None:
+            return images
+
+        def step(images, index):
+            branches = [
+                functools.partial(self._apply, operation, transform, images)
+                for operation, transform in zip(self.operations, transformation["transforms"])
+            ]
+            return tf.ensure_shape(tf.switch_case(index, branches), images.shape)
+
+        return tf.foldl(step, transformation["operations"], initializer=images)
+
+    def transform_labels(self, labels, transformation, training=True):
+        """`labels` unchanged: the operations keep what the image shows."""
+        return labels
+
+    def _apply(self, operation, transform, images):
+        with _tensorflow_ops(operation):
+            return tf.cast(operation.transform_images(images, transform), self.compute_dtype)
+
+    def _next_seed(self):
+        """A `[2]` seed from this layer's generator, made at the first call (outside any traced function)."""
+        if self.generator is None:
+            with tf.init_scope(), tf.device("/CPU:0"):
+                make = tf.random.Generator.from_non_deterministic_state
+                self.generator = make() if self.seed is None else tf.random.Generator.from_seed(self.seed)
+        return self.generator.make_seeds(1)[:, 0]
+
+
+def _strength_range(factor):
+    """`factor` of `SeededRandAugment` as a `(low, high)` pair in [0, 1] (a number x: (0, x))."""
+    pair = tuple(factor) if isinstance(factor, (tuple, list)) else (0.0, factor)
+    if len(pair) != 2 or not all(isinstance(f, (int, float)) and 0 <= f <= 1 for f in pair):
+        raise ValueError(f"factor must be a number or a (low, high) pair in [0, 1]; found {factor!r}.")
+    return tuple(sorted(pair))
+
+
+def _rand_augment_operations(value_range, factor, interpolation, seed):
+    """The 11 operations of `keras.layers.RandAugment(value_range, factor=factor, ...)`, in its order."""
+    colour = dict(value_range=value_range, seed=seed)
+    geometry = dict(interpolation=interpolation, seed=seed)
+    layers = keras.layers
+    return (
+        layers.RandomShear(x_factor=factor, y_factor=factor, **geometry),
+        layers.RandomTranslation(height_factor=factor, width_factor=factor, **geometry),
+        layers.RandomRotation(factor=factor, **geometry),
+        layers.RandomBrightness(factor=factor, **colour),
+        layers.RandomColorDegeneration(factor=factor, **colour),
+        layers.RandomContrast(factor=factor, **colour),
+        layers.RandomSharpness(factor=factor, **colour),
+        layers.RandomPosterization(factor=max(1, int(8 * factor[1])), **colour),  # bits kept: 8 to 8(1 - high)
+        layers.Solarization(addition_factor=factor, threshold_factor=factor, **colour),
+        layers.AutoContrast(value_range=value_range),
+        layers.Equalization(value_range=value_range),
+    )
+
+
+def _int32_seed(seed):
+    """A `[2]` seed as `tf.random.stateless_*` take it under XLA (int32), as Keras' TensorFlow random ops do."""
+    return seed if seed.dtype == tf.int32 else tf.cast(tf.math.floormod(seed, tf.int32.max - 1), tf.int32)
+
+
+@contextlib.contextmanager
+def _tensorflow_ops(layer):
+    """Within: the Keras preprocessing `layer` computes with TensorFlow ops, whatever the Keras backend.
+
+    `layer(...)` does this by itself inside `tf.data`; calling `get_random_transformation` and
+    `transform_*` with an explicit seed needs it done here. The pipeline's one use of Keras
+    internals: `layer.backend`, the switchable backend of Keras' data layers (not exported).
+
+    Raises:
+        RuntimeError: when `layer` has no switchable `backend` in this version of Keras.
+    """
+    backend = getattr(layer, "backend", None)
+    if not (callable(getattr(backend, "set_backend", None)) and callable(getattr(backend, "reset", None))):
+        raise RuntimeError(
+            f"vit_keras augments in tf.data through the `backend.set_backend` of Keras' preprocessing layers; "
+            f"{type(layer).__name__} of Keras {keras.__version__} has none."
+        )
+    backend.set_backend("tensorflow")
+    try:
+        yield layer
+    finally:
+        backend.reset()
 
 
 def make_pipeline(
@@ -190,15 +348,12 @@ def _transform(layer, images, labels, seeds):
     """`layer`'s random transformation of the batch (`images`, `labels`), drawn from `seeds`.
 
     What `layer(...)` does in a `tf.data` pipeline (TensorFlow ops whatever the Keras backend),
-    with an explicit seed.
+    with an explicit seed. `SeededRandAugment`, not a Keras layer, switches its own operations.
     """
-    layer.backend.set_backend("tensorflow")
-    try:
+    with _tensorflow_ops(layer) if isinstance(layer, keras.layers.Layer) else contextlib.nullcontext():
         data = {"images": images, "labels": labels}
         transformation = layer.get_random_transformation(data, training=True, seed=seeds)
         return layer.transform_images(images, transformation), layer.transform_labels(labels, transformation)
-    finally:
-        layer.backend.reset()
 
 
 class TrainingEpochs:
