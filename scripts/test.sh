@@ -23,9 +23,10 @@ export TF_CPP_MIN_LOG_LEVEL=3 PYTHONUNBUFFERED=1
 .venv/bin/ruff check . && .venv/bin/ruff format --check . || { echo "ruff: fix the findings above (ruff format . ; ruff check --fix .)"; exit 1; }
 
 README_TEST=tests/test_readme.py
-# JAX's model-level tests (many tiny models, each one XLA compile) and its other tests: two halves.
+# JAX's tests in two halves: the model-level tests (many tiny models, each one XLA compile) with
+# the multi-process distribution tests, and the others.
 JAX_MODEL_TESTS="tests/test_model.py tests/test_layers.py tests/test_presets.py tests/test_serialization.py
-  tests/test_parity.py tests/test_pretrained.py tests/test_legacy_vit.py"
+  tests/test_parity.py tests/test_pretrained.py tests/test_legacy_vit.py tests/test_distribute.py"
 JOBS=()  # "name|backend|marker expression|paths (space separated; empty: pyproject's testpaths)"
 if [ $# -eq 0 ]; then
   JOBS=(

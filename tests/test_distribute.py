@@ -211,8 +211,11 @@ def test_trainer_workers_stop_early_together_then_evaluate_and_export(tmp_path):
     # A learning rate too small to move a float32 weight, and no batch statistics (patch stem):
     # the validation loss repeats, so patience 1 stops training after its second epoch of 6.
     args = ["--preset", "vit_mnist_p7", "--lr", "1e-12", "--warmup", "0", "--early-stopping", "1"]
-    args += ["--epochs", "6", "--steps-per-epoch", "2", "--batch-size", "16", "--augment", "none"]
+    args += ["--epochs", "6", "--steps-per-epoch", "2", "--batch-size", "64", "--augment", "none"]
     args += ["--jit-compile", "off", "--output", str(tmp_path / "run")]
+    # TensorFlow's export runs under the strategy on every worker; on JAX it is a TensorFlow
+    # subprocess per worker, tested single-process elsewhere, and would double this test's time.
+    args += [] if BACKEND == "tensorflow" else ["--no-export"]
     codes, text = trainer_workers(tmp_path, 2, *args)
     assert codes == [0, 0], text
     assert text.count("Epoch 2/6") == 2 and "Epoch 3/6" not in text, text
@@ -220,7 +223,8 @@ def test_trainer_workers_stop_early_together_then_evaluate_and_export(tmp_path):
     assert [line.split(",")[0] for line in metrics[1:]] == ["0", "1"], metrics
     results = json.loads((tmp_path / "run" / runs.RESULTS).read_text())
     assert results["status"] == "finished" and results["epochs_run"] == 2, results
-    assert 0 <= results["test_accuracy"] <= 1 and (tmp_path / "run" / runs.SAVED_MODEL / "1").is_dir(), results
+    assert 0 <= results["test_accuracy"] <= 1, results
+    assert (tmp_path / "run" / runs.SAVED_MODEL / "1").is_dir() is (BACKEND == "tensorflow")
 
 
 # --- bad input, refused before anything is configured -----------------------------------------
