@@ -335,6 +335,28 @@ def publish_both_formats(hub, tmp_path, repo_id="acme/vit-cached"):
 
 
 @pytest.mark.single_backend
+def test_a_model_built_without_weights_fetches_the_configs_alone(hub, tmp_path, monkeypatch):
+    """create_model("hf://...", pretrained=False) reads the architecture from config.json and
+    requests no weight file; offline it builds from the cached configs without a request."""
+    publish_both_formats(hub, tmp_path, repo_id="acme/vit-architecture")
+    cache = tmp_path / "cache"
+    model = vit_keras.pretrained.create_model("hf://acme/vit-architecture", pretrained=False, cache_dir=cache)
+    assert hub.fetched("acme/vit-architecture") == {"config.json"}  # the repo has no preprocessor_config.json
+    assert not hub.fetched("acme/vit-architecture", method="HEAD") & {"model.safetensors", "pytorch_model.bin"}
+    assert model.get_layer("head").units == CONFIG["classes"] and model.embed_dim == CONFIG["dim"]
+    assert len([layer for layer in model.layers if "block" in layer.name]) == CONFIG["depth"]
+    assert max_error(model, CONFIG["img"]) > 100 * TOLERANCE  # the published weights were not loaded
+
+    go_offline(monkeypatch)
+    requests_before = len(hub.requests)
+    again = vit_keras.pretrained.create_model("hf://acme/vit-architecture", pretrained=False, cache_dir=cache)
+    assert again.count_params() == model.count_params() and len(hub.requests) == requests_before
+    with pytest.raises(FileNotFoundError, match="HF_HUB_OFFLINE is set and no snapshot of acme/vit-none") as error:
+        vit_keras.pretrained.create_model("hf://acme/vit-none", pretrained=False, cache_dir=cache)
+    assert_one_line_naming(error, "hf://acme/vit-none")
+
+
+@pytest.mark.single_backend
 def test_second_load_reads_the_cache_with_hf_hub_offline(hub, tmp_path, monkeypatch):
     """After one online load, HF_HUB_OFFLINE=1 loads by name, branch and commit without a request
     (the snapshot holds model.safetensors only, which the cached file list must accept)."""

@@ -144,10 +144,11 @@ def _is_snapshot_source(name):
     return is_hub_source(name) or pathlib.Path(name).expanduser().is_dir()
 
 
-def _snapshot_folder(source, cache_dir):
-    """(local folder, model name) of a hf:// source or a folder path."""
+def _snapshot_folder(source, cache_dir, weights=True):
+    """(local folder, model name) of a hf:// source (its configs alone unless `weights`) or a folder path."""
     if is_hub_source(source):
-        folder, label = hub_snapshot(source, cache_dir=cache_dir), parse_hub_source(source)[0].split("/")[1]
+        folder = hub_snapshot(source, cache_dir=cache_dir, weights=weights)
+        label = parse_hub_source(source)[0].split("/")[1]
     else:
         folder = pathlib.Path(source).expanduser()
         label = folder.resolve().name
@@ -161,12 +162,12 @@ def _snapshot_folder(source, cache_dir):
 
 def _create_from_snapshot(source, pretrained, sha256, cache_dir, overrides):
     """`create_model` of a Hugging Face transformers ViT folder or hf:// snapshot."""
-    folder, label = _snapshot_folder(str(source), cache_dir)
+    pretrained = True if pretrained is None else bool(pretrained)
+    folder, label = _snapshot_folder(str(source), cache_dir, weights=pretrained)
     arguments = vit_arguments(
         read_json_object(folder / "config.json", "download the model folder again"), folder / "config.json"
     )
     arguments["preprocessing"] = preprocessing_of(folder)
-    pretrained = True if pretrained is None else bool(pretrained)
     arrays = None
     if pretrained:
         if sha256 is not None:

@@ -157,7 +157,23 @@ def _cached_snapshot(hub, source, cache_dir, failure=None):
         raise OSError(f"could not read {source} from the Hugging Face cache: {one_line(error)}") from None
 
 
-def hub_snapshot(source, cache_dir=None):
+def _config_snapshot(hub, source, cache_dir):
+    """The snapshot folder of `source` with its configs only (for a model built without weights)."""
+    repo_id, revision = parse_hub_source(source)
+    try:
+        return hub.snapshot_download(
+            repo_id, revision=revision, cache_dir=cache_dir, allow_patterns=CONFIG_FILES, local_files_only=_offline()
+        )
+    except hub.errors.LocalEntryNotFoundError:
+        where = "HF_HUB_OFFLINE is set and " if _offline() else "the Hub cannot be reached and "
+        raise FileNotFoundError(
+            f"{source}: {where}no snapshot of {repo_id} is in the Hugging Face cache ({_cache_folder(hub, cache_dir)})."
+        ) from None
+    except _request_errors(hub) as error:
+        raise OSError(f"could not download {source}: {one_line(error)}") from None
+
+
+def hub_snapshot(source, cache_dir=None, weights=True):
     """The local folder of the Hub snapshot `source`: its configs and one weight format.
 
     Online, the repository's file list at the revision decides the weight format (safetensors,
@@ -168,6 +184,7 @@ def hub_snapshot(source, cache_dir=None):
     Args:
         source: "hf://ORG/NAME" or "hf://ORG/NAME@REVISION".
         cache_dir: the hub cache folder (default: huggingface_hub's, i.e. $HF_HUB_CACHE).
+        weights: False to fetch the configs alone (a model built without its weights).
 
     Returns:
         The snapshot folder (a `pathlib.Path`) holding `config.json` and the weight files.
@@ -187,6 +204,8 @@ def hub_snapshot(source, cache_dir=None):
     """
     repo_id, revision = parse_hub_source(source)
     hub = _import_hub(source)
+    if not weights:
+        return pathlib.Path(_config_snapshot(hub, source, cache_dir))
     if _offline():
         folder = _cached_snapshot(hub, source, cache_dir)
     else:
