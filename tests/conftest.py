@@ -68,6 +68,16 @@ TUTORIAL_KWARGS = dict(
 )
 
 
+def sample_subset_dataset(path, train, test):
+    """The first `train` training and `test` test digits of the bundled sample, saved as an npz at
+    `path`; returns the trainer's `--dataset npz:PATH` arguments (fast plumbing runs)."""
+    from vit_keras import data as vdata
+
+    (x_train, y_train), (x_test, y_test) = vdata.load_npz(SAMPLE_NPZ)
+    np.savez(path, x_train=x_train[:train], y_train=y_train[:train], x_test=x_test[:test], y_test=y_test[:test])
+    return ["--dataset", f"npz:{path}"]
+
+
 def to_numpy(x):
     return keras.ops.convert_to_numpy(x)
 

@@ -8,6 +8,7 @@ import re
 import keras
 import numpy as np
 import pytest
+from conftest import sample_subset_dataset
 
 from vit_keras import cli, performance, train
 from vit_keras.train_config import TrainConfig
@@ -76,12 +77,7 @@ def test_explicit_on_and_off_ignore_the_run_length(choice, steps):
 @pytest.fixture(scope="module")
 def small_npz(tmp_path_factory):
     """`--dataset npz:PATH` of 256 train + 64 test digits from the bundled sample."""
-    from vit_keras.data import SAMPLE_PATH, load_npz
-
-    (x_train, y_train), (x_test, y_test) = load_npz(SAMPLE_PATH)
-    path = tmp_path_factory.mktemp("compile") / "digits.npz"
-    np.savez(path, x_train=x_train[:256], y_train=y_train[:256], x_test=x_test[:64], y_test=y_test[:64])
-    return ["--dataset", f"npz:{path}"]
+    return sample_subset_dataset(tmp_path_factory.mktemp("compile") / "digits.npz", train=256, test=64)
 
 
 class CompiledWith(keras.callbacks.Callback):

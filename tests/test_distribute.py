@@ -45,15 +45,13 @@ def free_ports(count):
             s.close()
 
 
-def run_workers(envs, args_for, log_dir):
-    """Start one worker per env, wait for all (timeout), kill any left; return the exit codes."""
+def run_workers(envs, command_for, log_dir):
+    """Start `command_for(i)` once per env, wait for all (timeout), kill any left; return the exit codes."""
     processes = []
     try:
         for i, env in enumerate(envs):
             log = open(os.path.join(log_dir, f"worker{i}.log"), "ab")
-            processes.append(
-                subprocess.Popen([sys.executable, WORKER, "worker", *args_for(i)], env=env, stdout=log, stderr=log)
-            )
+            processes.append(subprocess.Popen(command_for(i), env=env, stdout=log, stderr=log))
             log.close()
         return [p.wait(timeout=TIMEOUT) for p in processes]
     finally:
@@ -144,7 +142,7 @@ def two_worker_run(tmp_path, name, epochs, die_after_epoch=0):
         ]
         return args + (["--die-after-epoch", str(die_after_epoch)] if die_after_epoch else [])
 
-    codes = run_workers(cluster_envs(2), args_for, str(log_dir))
+    codes = run_workers(cluster_envs(2), lambda i: [sys.executable, WORKER, "worker", *args_for(i)], str(log_dir))
     return codes, logs(str(log_dir))
 
 
@@ -187,18 +185,9 @@ def trainer_workers(tmp_path, count, *train_args):
     """`vit-keras train --distribute multi-worker` in `count` processes on 127.0.0.1; (exit codes, logs)."""
     log_dir = tmp_path / "logs"
     log_dir.mkdir(exist_ok=True)
-    processes = []
-    try:
-        for i, env in enumerate(cluster_envs(count)):
-            with open(log_dir / f"trainer{i}.log", "ab") as log:
-                command = [sys.executable, "-m", "vit_keras.cli", "train", "--distribute", "multi-worker", *train_args]
-                processes.append(subprocess.Popen(command, env=env, stdout=log, stderr=log))
-        return [p.wait(timeout=TIMEOUT) for p in processes], logs(str(log_dir))
-    finally:
-        for p in processes:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+    command = [sys.executable, "-m", "vit_keras.cli", "train", "--distribute", "multi-worker", *train_args]
+    codes = run_workers(cluster_envs(count), lambda i: command, str(log_dir))
+    return codes, logs(str(log_dir))
 
 
 def test_trainer_workers_stop_early_together_then_evaluate_and_export(tmp_path):

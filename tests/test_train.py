@@ -6,6 +6,7 @@ import pathlib
 import keras
 import numpy as np
 import pytest
+from conftest import sample_subset_dataset
 
 from vit_keras import ViT, cli, optim, performance, predict, train
 from vit_keras.choices import PRECISIONS
@@ -33,12 +34,7 @@ def tiny_vit(**kwargs):
 @pytest.fixture(scope="module")
 def tiny_npz(tmp_path_factory):
     """`npz:PATH` of 512 train + 128 test digits from the bundled sample (fast plumbing runs)."""
-    from vit_keras.data import SAMPLE_PATH, load_npz
-
-    (x_train, y_train), (x_test, y_test) = load_npz(SAMPLE_PATH)
-    path = tmp_path_factory.mktemp("tiny") / "digits.npz"
-    np.savez(path, x_train=x_train[:512], y_train=y_train[:512], x_test=x_test[:128], y_test=y_test[:128])
-    return ["--dataset", f"npz:{path}"]
+    return sample_subset_dataset(tmp_path_factory.mktemp("tiny") / "digits.npz", train=512, test=128)
 
 
 def run_cli(argv, capsys):
