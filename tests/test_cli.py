@@ -270,3 +270,68 @@ def test_quiet_train_prints_json_lines_only_and_learns(outcomes):
     assert done["status"] == "finished" and done["test_examples"] == 2000
     assert done["test_accuracy"] > 0.3, done  # chance is 0.1; one epoch reaches about 0.5
     assert pathlib.Path(done["output"], "model.keras").is_file()
+
+
+HOSTILE_OPTIONS = {
+    "seed above 32 bits": (
+        ["train", "--seed", str(2**32)],
+        "vit-keras train: error: --seed must be an integer in [0, 4294967295]; found 4294967296.",
+    ),
+    "image of too many tokens": (
+        ["train", "--image-size", "100000"],
+        "vit-keras train: error: --image-size 100000 at patch size 4 makes 625,000,000 patch tokens per image; "
+        "at most 16,384",
+    ),
+    "encoder too deep": (
+        ["train", "--depth", "1000000"],
+        "vit-keras train: error: --depth 1000000, --embed-dim 64 and --mlp-dim 128 make an encoder of about "
+        "32,768,000,000 weights",
+    ),
+    "encoder too wide": (["train", "--embed-dim", "100000", "--num-heads", "4"], "--embed-dim 100000"),
+    "--data-dir ignored by mnist-sample": (
+        ["train", "--data-dir", "mnist_files"],
+        "vit-keras train: error: --data-dir applies to --dataset mnist and tfds:NAME only; found --data-dir "
+        "'mnist_files' with --dataset 'mnist-sample'",
+    ),
+    "--data-dir ignored by folder:": (
+        ["train", "--dataset", "folder:photos", "--data-dir", "photos"],
+        "'folder:photos'",
+    ),
+    "evaluate: empty --dataset": (
+        ["evaluate", "run", "--dataset", ""],
+        "vit-keras evaluate: error: --dataset must be a non-empty spec; found ''.",
+    ),
+    "evaluate: blank --data-dir": (
+        ["evaluate", "run", "--data-dir", " "],
+        "vit-keras evaluate: error: --data-dir must be a non-empty path; found ' '.",
+    ),
+    "evaluate: --data-dir ignored": (
+        ["evaluate", "run", "--dataset", "npz:digits.npz", "--data-dir", "mnist_files"],
+        "vit-keras evaluate: error: --data-dir applies to --dataset mnist and tfds:NAME only",
+    ),
+    "plot: --data-dir ignored": (
+        ["plot", "run", "--dataset", "mnist-sample", "--data-dir", "d"],
+        "vit-keras plot: error: --data-dir applies to --dataset mnist and tfds:NAME only",
+    ),
+}
+
+
+@pytest.mark.single_backend
+@pytest.mark.parametrize("case", sorted(HOSTILE_OPTIONS))
+def test_hostile_options_stop_in_one_line_before_any_file(case, tmp_path, monkeypatch, capsys):
+    """Values that used to OOM, crash in the library or be silently ignored end in one line, exit status 2."""
+    argv, expected = HOSTILE_OPTIONS[case]
+    monkeypatch.chdir(tmp_path)
+    status = cli.main(argv)
+    captured = capsys.readouterr()
+    assert (status, captured.out) == (2, "")
+    assert captured.err.count("\n") == 1 and expected in captured.err, captured.err
+    assert list(tmp_path.iterdir()) == []  # no run directory, nothing written
+
+
+@pytest.mark.single_backend
+def test_data_dir_is_accepted_where_the_dataset_reads_it():
+    for argv in (["--dataset", "mnist", "--data-dir", "d"], ["--dataset", "tfds:cifar10", "--data-dir", "d"]):
+        assert cli.parse_train_config(argv).validate().data_dir == "d"
+    assert cli.parse_train_config(["--seed", str(2**32 - 1)]).validate().seed == 2**32 - 1
+    assert cli.parse_train_config(["--preset", "vit_h14", "--image-size", "224"]).validate().preset == "vit_h14"

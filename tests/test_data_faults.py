@@ -311,7 +311,7 @@ def test_npz_labels_of_shape_n_by_1_and_float_integers_load(tmp_path):
     "train_labels, test_labels, expected",
     [
         (np.arange(30) % 4 * (np.arange(30) % 4 != 2), np.arange(9) % 4, "class 2 of classes 0..3 has no training"),
-        (np.arange(30) % 3, np.arange(9) % 3 + 2, "classes 3, 4 of classes 0..4 have no training examples"),
+        (np.arange(30) % 3, np.arange(9) % 3 + 2, "y_test: label 3 at index 1 is outside the classes 0..2"),
         (np.arange(30) % 3 - 1, np.arange(9) % 3, "labels must be class indices 0..K-1; found -1 at index 0"),
         (np.zeros(30, int), np.zeros(9, int), "at least two classes; every label is 0 (30 examples)"),
     ],
@@ -331,6 +331,26 @@ def test_label_beyond_the_class_names():
         "cats test labels",
     )
     assert "label 3 at index 2 is outside the class range 0..2 of the 3 class names" in message
+
+
+def test_idx_test_label_beyond_the_training_classes_names_the_test_labels_file(tmp_path):
+    """A test label past the training classes is reported against the test labels file, not the training one."""
+    rng = np.random.default_rng(0)
+    write_idx(tmp_path / "train-images-idx3-ubyte", rng.integers(0, 256, (60, 28, 28)), False)
+    write_idx(tmp_path / "train-labels-idx1-ubyte", np.arange(60) % 10, False)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", rng.integers(0, 256, (20, 28, 28)), False)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.arange(20) % 12, False)  # labels 10 and 11 at 10, 11
+    message = raises_one_line(lambda: load_idx(tmp_path), tmp_path / "t10k-labels-idx1-ubyte")
+    assert message.startswith(f"IDX file {tmp_path / 't10k-labels-idx1-ubyte'}: label 10 at index 10 is outside")
+    assert "the classes 0..9 of the training labels" in message and "2 such labels" in message
+
+
+def test_a_one_class_train_split_is_reported_before_test_labels_beyond_it():
+    x = np.zeros((12, 4, 4), np.uint8)
+    message = raises_one_line(
+        lambda: vdata.splits_from_arrays((x, np.zeros(12, int)), (x[:3], [0, 1, 2]), source="cats"), "cats train"
+    )
+    assert "at least two classes; every label is 0" in message
 
 
 def test_idx_label_byte_flipped_is_a_class_without_examples(tmp_path):

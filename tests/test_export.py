@@ -222,7 +222,153 @@ def test_failed_export_leaves_no_version_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(vexport, "_write", half_write)
     with pytest.raises(vexport.ExportError, match="disk full"):
         vit_keras.export_saved_model(tiny_vit(), tmp_path / "m", version=3)
-    assert list((tmp_path / "m").iterdir()) == []
+    assert list(tmp_path.iterdir()) == []  # nor the folder the export created for it
+
+
+def _refuse_to_write(model, path, scratch, **options):
+    raise AssertionError(f"the export started writing {path} before checking its output path")
+
+
+@pytest.mark.parametrize("export", ["saved_model", "onnx"])
+def test_an_empty_output_path_is_refused_not_taken_as_the_current_folder(tmp_path, monkeypatch, export):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(vexport, "_write", _refuse_to_write)
+    name, write = {"saved_model": ("base_dir", vit_keras.export_saved_model), "onnx": ("path", vit_keras.export_onnx)}[
+        export
+    ]
+    for empty in ("", " "):
+        with pytest.raises(ValueError, match=f"^{name} must be a path; found an empty string"):
+            write(tiny_vit(), empty)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("export", ["saved_model", "onnx"])
+def test_an_output_under_a_file_is_refused_in_one_line(tmp_path, monkeypatch, export):
+    monkeypatch.setattr(vexport, "_write", _refuse_to_write)
+    (tmp_path / "afile").write_text("not a folder")
+    name, write = {"saved_model": ("base_dir", vit_keras.export_saved_model), "onnx": ("path", vit_keras.export_onnx)}[
+        export
+    ]
+    # ONNX: a path without .onnx is a folder, so `afile` itself is refused as one
+    for output in [tmp_path / "afile" / "sub"] + ([tmp_path / "afile"] if export == "onnx" else []):
+        with pytest.raises(
+            NotADirectoryError, match=f"^{name} must be writable: .* because {tmp_path / 'afile'} is a file"
+        ):
+            write(tiny_vit(), output)
+    assert (tmp_path / "afile").read_text() == "not a folder"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc, where no file can be created")
+@pytest.mark.parametrize("export", ["saved_model", "onnx"])
+def test_an_unwritable_output_is_refused_before_the_conversion(monkeypatch, export):
+    monkeypatch.setattr(vexport, "_write", _refuse_to_write)
+    name, write, output = {
+        "saved_model": ("base_dir", vit_keras.export_saved_model, "/proc/vit_keras_export_test"),
+        "onnx": ("path", vit_keras.export_onnx, "/proc/vit_keras_export_test.onnx"),
+    }[export]
+    with pytest.raises(PermissionError, match=f"^{name} must be writable: cannot (create|write into) the folder /proc"):
+        write(tiny_vit(), output)
+
+
+def test_an_onnx_path_that_is_a_folder_is_refused_even_with_overwrite(tmp_path):
+    (tmp_path / "model.onnx").mkdir()
+    for overwrite in (False, True):
+        with pytest.raises(IsADirectoryError, match="path must be a .onnx file; found a folder at"):
+            vit_keras.export_onnx(tiny_vit(), tmp_path / "model.onnx", overwrite=overwrite)
+    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+
+
+@pytest.mark.parametrize("export", ["saved_model", "onnx"])
+def test_a_failed_export_removes_the_folders_it_created(tmp_path, monkeypatch, export):
+    def fail(model, path, scratch, **options):
+        path.mkdir() if export == "saved_model" else path.write_bytes(b"half")
+        raise vexport.ExportError("disk full halfway")
+
+    monkeypatch.setattr(vexport, "_write", fail)
+    (tmp_path / "kept").mkdir()
+    write, output = {
+        "saved_model": (vit_keras.export_saved_model, tmp_path / "kept" / "new" / "deeper"),
+        "onnx": (vit_keras.export_onnx, tmp_path / "kept" / "new" / "deeper" / "m.onnx"),
+    }[export]
+    with pytest.raises(vexport.ExportError, match="disk full"):
+        write(tiny_vit(), output)
+    assert list(tmp_path.iterdir()) == [tmp_path / "kept"] and list((tmp_path / "kept").iterdir()) == []
+
+
+def test_cli_refuses_an_empty_or_blocked_output_in_one_line(tmp_path, capsys):
+    tiny_vit().save(tmp_path / "m.keras")
+    (tmp_path / "afile").write_text("x")
+    for output, fmt, expected in [
+        ("", "saved_model", "--output must be a path; found an empty string."),
+        (str(tmp_path / "afile" / "v"), "saved_model", f"--output must be writable: {tmp_path / 'afile' / 'v'} cannot"),
+        (str(tmp_path / "afile"), "onnx", f"because {tmp_path / 'afile'} is a file, not a folder."),
+    ]:
+        assert cli_main(["export", str(tmp_path / "m.keras"), "--output", output, "--format", fmt]) == 2
+        error = capsys.readouterr().err.strip()
+        assert expected in error and len(error.splitlines()) == 1, error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "m.keras"]
+
+
+@pytest.mark.parametrize("export", ["saved_model", "onnx"])
+@pytest.mark.parametrize("top_k", [0, -1, 2.5, True])
+def test_a_bad_top_k_is_refused_before_anything_is_written(tmp_path, export, top_k):
+    write, output = {
+        "saved_model": (vit_keras.export_saved_model, tmp_path / "m"),
+        "onnx": (vit_keras.export_onnx, tmp_path / "m.onnx"),
+    }[export]
+    with pytest.raises(ValueError, match=rf"^top_k must be a positive integer; found {re.escape(repr(top_k))}\.$"):
+        write(tiny_vit(), output, top_k=top_k)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.single_backend  # the worker is a TensorFlow-backend process whatever the caller's backend
+def test_a_failing_tensorflow_worker_is_reported_in_one_line(tmp_path):
+    """What the JAX and PyTorch exports report when their TensorFlow-backend worker fails."""
+    (tmp_path / "bad.keras").write_bytes(b"PK not a model")
+    with pytest.raises(vexport.ExportError) as error:
+        vexport._write_in_subprocess(tmp_path / "bad.keras", tmp_path / "out", {})
+    message = str(error.value)
+    assert "\n" not in message and "Traceback" not in message, message
+    assert message.startswith(f"the TensorFlow-backend export of {tmp_path / 'bad.keras'} failed: ValueError: ")
+    assert (
+        message.endswith("is not a .keras archive (truncated or another file type).")
+        and not (tmp_path / "out").exists()
+    )
+
+
+@pytest.mark.single_backend
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the one-step swap is Linux's renameat2")
+def test_a_reader_finds_a_complete_version_at_every_step_of_an_overwrite(tmp_path, monkeypatch):
+    """Between any two file-system steps of an overwrite (where a kill could stop it), the version
+    folder holds the old or the new SavedModel, never nothing."""
+    target = tmp_path / "m" / "2"
+    target.mkdir(parents=True)
+    (target / "saved_model.pb").write_text("old")
+    seen = []
+
+    def reader_view():
+        seen.append((target / "saved_model.pb").read_text() if (target / "saved_model.pb").is_file() else None)
+
+    def watched(function):
+        def step(*args, **kwargs):
+            reader_view()
+            result = function(*args, **kwargs)
+            reader_view()
+            return result
+
+        return step
+
+    def fake_write(model, path, scratch, **options):
+        path.mkdir()
+        (path / "saved_model.pb").write_text("new")
+
+    monkeypatch.setattr(vexport, "_write", fake_write)
+    monkeypatch.setattr(pathlib.Path, "rename", watched(pathlib.Path.rename))
+    monkeypatch.setattr(vexport.shutil, "rmtree", watched(vexport.shutil.rmtree))
+    monkeypatch.setattr(vexport, "exchange_paths", watched(vexport.exchange_paths))
+    vit_keras.export_saved_model(tiny_vit(), tmp_path / "m", version=2, overwrite=True)
+    assert seen and None not in seen and seen[-1] == "new", seen
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["2"]
 
 
 @pytest.mark.single_backend

@@ -6,9 +6,14 @@ exported signatures in-process.
 """
 
 import base64
+import http.server
 import json
 import pathlib
+import shutil
+import socket
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -183,9 +188,243 @@ def test_client_command_line_over_rest(shipped, digit_files, digits, monkeypatch
 
 
 def test_client_rejects_bad_arguments(tmp_path, capsys):
-    with pytest.raises(SystemExit, match="cannot read image"):
-        serving_client.main([str(tmp_path / "missing.png")])
+    assert serving_client.main([str(tmp_path / "missing.png")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"serving_client: error: cannot read image {tmp_path / 'missing.png'}: No such file or directory."
+    )
     with pytest.raises(SystemExit):
         serving_client.main([])
     with pytest.raises(ValueError, match=r"images must have shape \(batch, height, width, channels\)"):
         serving_client.rest_body_for_pixels(np.zeros((28, 28)))
+
+
+@pytest.mark.parametrize(
+    "flag, value",
+    [
+        ("--rest-port", "99999"),
+        ("--rest-port", "0"),
+        ("--grpc-port", "http"),
+        ("--model", "m/../other"),
+        ("--model", ""),
+        ("--host", "a/b"),
+        ("--version", "0"),
+        ("--timeout", "0"),
+    ],
+)
+def test_client_refuses_bad_options_in_one_line(tmp_path, capsys, flag, value):
+    (tmp_path / "a.png").write_bytes(b"\x89PNG")
+    with pytest.raises(SystemExit) as exit_:
+        serving_client.main([flag, value, str(tmp_path / "a.png")])
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit_.value.code == 2 and flag in error and repr(value)[1:-1] in error, error
+
+
+def _npy_files(folder):
+    np.save(folder / "strings.npy", np.array(["a", "b"]))
+    np.save(folder / "rank2.npy", np.zeros((28, 28), np.float32))
+    np.save(folder / "nan.npy", np.full((1, 28, 28, 1), np.nan, np.float32))
+    np.savez(folder / "archive.npz", images=np.zeros((1, 28, 28, 1)))
+    (folder / "png.npy").write_bytes(b"\x89PNG\r\n\x1a\n....")
+    (folder / "empty.npy").write_bytes(b"")
+    np.save(folder / "whole.npy", np.zeros((2, 28, 28, 1), np.float32))
+    (folder / "truncated.npy").write_bytes((folder / "whole.npy").read_bytes()[:100])
+    return {
+        "missing": "cannot read it: No such file or directory",
+        "strings": "found <U1 of shape (2,)",
+        "rank2": "found float32 of shape (28, 28)",
+        "nan": "expected finite pixels; found NaN or infinite values",
+        "archive": "expected one .npy array; found a .npz archive of ['images']",
+        "png": "expected a .npy file; found a file that begins with",
+        "empty": "expected a .npy file; found a file that begins with b''",
+        "truncated": "expected a .npy array of pixels",
+    }
+
+
+def test_client_refuses_bad_npy_files_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(serving_client, "rest_predict", lambda *a, **k: pytest.fail("sent a request"))
+    for name, expected in _npy_files(tmp_path).items():
+        path = tmp_path / ("archive.npz" if name == "archive" else f"{name}.npy")
+        assert serving_client.main(["--npy", str(path)]) == 2, name
+        error = capsys.readouterr().err.strip()
+        assert error.startswith(f"serving_client: error: --npy {path}: ") and expected in error, error
+        assert len(error.splitlines()) == 1, error
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """A local stand-in for TF Serving that answers every POST as `self.server.answer` says."""
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        status, body = self.server.answer
+        if status is None:  # hang up without answering
+            self.close_connection = True
+            return
+        if status == "slow":
+            time.sleep(3)
+            status = 200
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass  # a client that gave up on a slow answer: nothing to report
+
+
+@pytest.fixture(scope="module")
+def fake_server():
+    server = _Server(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+ROW = {"top_k_indices": [3, 1], "top_k_scores": [0.9, 0.1]}
+ANSWERS = {
+    "error_json": (
+        400,
+        json.dumps({"error": "images must be finite pixels;\n found NaN"}).encode(),
+        "answered HTTP 400: images must be finite pixels; | found NaN",
+    ),
+    "error_text": (500, b"<html>\nInternal error\n</html>", "answered HTTP 500: <html> | Internal error | </html>"),
+    "not_json": (200, b"<html>hello</html>", "answered with text that is not JSON: b'<html>hello</html>'"),
+    "no_predictions": (
+        200,
+        json.dumps({"outputs": {}}).encode(),
+        "answered without a \"predictions\" list; found ['outputs']",
+    ),
+    "a_list": (200, b"[1, 2]", 'answered without a "predictions" list; found list'),
+    "too_few": (200, json.dumps({"predictions": [ROW]}).encode(), "answered 1 predictions for 2 images"),
+    "rows_without_scores": (
+        200,
+        json.dumps({"predictions": [[1], [2]]}).encode(),
+        "expected predictions with top_k_scores",
+    ),
+    "hang_up": (None, b"", "broke off the answer"),
+    "slow": ("slow", json.dumps({"predictions": [ROW, ROW]}).encode(), "did not answer within 0.5 s"),
+}
+
+
+@pytest.mark.parametrize("answer", sorted(ANSWERS))
+def test_client_reports_a_bad_answer_in_one_line(fake_server, tmp_path, capsys, answer):
+    status, body, expected = ANSWERS[answer]
+    fake_server.answer = (status, body)
+    images = [tmp_path / "a.png", tmp_path / "b.png"]
+    for image in images:
+        image.write_bytes(b"\x89PNG\r\n\x1a\n")
+    port = str(fake_server.server_address[1])
+    argv = ["--host", "127.0.0.1", "--rest-port", port, "--timeout", "0.5", *map(str, images)]
+    assert serving_client.main(argv) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("serving_client: error: ") and expected in error and len(error.splitlines()) == 1, error
+
+
+def test_client_prints_a_good_answer_from_a_local_server(fake_server, tmp_path, capsys):
+    fake_server.answer = (200, json.dumps({"predictions": [ROW]}).encode())
+    (tmp_path / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    argv = ["--host", "127.0.0.1", "--rest-port", str(fake_server.server_address[1]), str(tmp_path / "a.png")]
+    assert serving_client.main(argv) == 0
+    assert capsys.readouterr().out.strip() == f"{tmp_path / 'a.png'}: 3 0.900, 1 0.100"
+
+
+def test_client_reports_a_closed_port_in_one_line(tmp_path, capsys):
+    (tmp_path / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    port = _free_port()
+    assert serving_client.main(["--host", "127.0.0.1", "--rest-port", str(port), str(tmp_path / "a.png")]) == 2
+    error = capsys.readouterr().err.strip()
+    url = f"http://127.0.0.1:{port}/v1/models/vit_mnist:predict"
+    assert error == f"serving_client: error: cannot reach TF Serving at {url}: Connection refused"
+
+
+def test_client_reports_a_closed_grpc_port_in_one_line(tmp_path, capsys):
+    pytest.importorskip("tensorflow_serving")
+    (tmp_path / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    port = _free_port()
+    argv = [
+        "--protocol",
+        "grpc",
+        "--host",
+        "127.0.0.1",
+        "--grpc-port",
+        str(port),
+        "--timeout",
+        "5",
+        str(tmp_path / "a.png"),
+    ]
+    assert serving_client.main(argv) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"serving_client: error: TF Serving at 127.0.0.1:{port} (gRPC) answered UNAVAILABLE"), error
+    assert len(error.splitlines()) == 1
+
+
+# ----------------------------------------------------------------------------- scripts/savedmodel_to_keras.py
+
+
+@pytest.fixture(scope="module")
+def savedmodel_to_keras():
+    import savedmodel_to_keras
+
+    return savedmodel_to_keras
+
+
+def _damaged_copies(folder):
+    """{name: a damaged copy of the shipped SavedModel}."""
+    copies = {}
+    for name in ("truncated_pb", "no_variables", "empty"):
+        copies[name] = folder / name
+        if name == "empty":
+            copies[name].mkdir()
+            continue
+        shutil.copytree(SHIPPED, copies[name])
+    graph = copies["truncated_pb"] / "saved_model.pb"
+    graph.write_bytes(graph.read_bytes()[: graph.stat().st_size // 2])
+    shutil.rmtree(copies["no_variables"] / "variables")
+    return copies
+
+
+def test_savedmodel_to_keras_reports_a_damaged_saved_model_and_writes_nothing(savedmodel_to_keras, tmp_path, capsys):
+    output = tmp_path / "out.keras"
+    output.write_bytes(b"the previous file")
+    expected = {
+        "truncated_pb": "cannot read the SavedModel (OSError:",
+        "no_variables": "cannot read the SavedModel (FileNotFoundError:",
+        "empty": "expected a SavedModel folder with saved_model.pb",
+        "missing": "expected a SavedModel folder with saved_model.pb",
+    }
+    copies = {**_damaged_copies(tmp_path), "missing": tmp_path / "missing"}
+    for name, folder in copies.items():
+        assert savedmodel_to_keras.main(["--saved-model", str(folder), "--output", str(output)]) == 2, name
+        error = capsys.readouterr().err.strip()
+        assert error.startswith(f"savedmodel_to_keras: error: --saved-model {folder}: ") and expected[name] in error
+        assert len(error.splitlines()) == 1, error
+    assert output.read_bytes() == b"the previous file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "no_variables", "out.keras", "truncated_pb"]
+
+
+def test_savedmodel_to_keras_rebuilds_the_shipped_model(savedmodel_to_keras, tmp_path, capsys):
+    """The shipped SavedModel's per-head attention variables fill the fused q/k/v weights."""
+    import keras
+
+    output = tmp_path / "vit_mnist.keras"
+    assert savedmodel_to_keras.main(["--output", str(output)]) == 0
+    assert "max |logit difference|" in capsys.readouterr().out
+    assert [p.name for p in tmp_path.iterdir()] == ["vit_mnist.keras"]  # no hidden leftover
+    images = np.random.default_rng(3).integers(0, 256, (4, 28, 28, 1)).astype(np.float32)
+    served = run(tf.saved_model.load(str(SHIPPED)), "serving_default", images=tf.constant(images))["logits"]
+    rebuilt = keras.saving.load_model(output, compile=False).predict(images, verbose=0)
+    np.testing.assert_allclose(rebuilt, served, atol=1e-5)

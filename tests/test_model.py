@@ -127,6 +127,22 @@ def test_bad_configuration_raises(kwargs, message):
         tiny(**kwargs)
 
 
+def test_unknown_keyword_arguments_are_refused_with_the_closest_name():
+    # keras.Model drops keywords it does not know: a misspelt num_classes would build 1000 classes.
+    with pytest.raises(TypeError, match=r"unexpected keyword arguments: 'num_class' \(did you mean 'num_classes'\?\)"):
+        vit_keras.ViT(**{k: v for k, v in TUTORIAL_KWARGS.items() if k != "num_classes"}, num_class=10)
+    with pytest.raises(
+        TypeError, match=r"'frobnicate', 'mlp_ration' \(did you mean 'mlp_ratio'\?\); it takes image_size"
+    ):
+        tiny(frobnicate=1, mlp_ration=2)
+    assert tiny(trainable=False).trainable is False  # keras.Model's own keyword still passes
+
+
+def test_a_config_from_another_version_loads_without_the_keys_it_does_not_know():
+    config = tiny().get_config() | {"a_later_option": 1}
+    assert vit_keras.ViT.from_config(config).num_classes == 5
+
+
 @pytest.mark.parametrize(
     "shape, found",
     [((2, 16, 16, 1), r"\(2, 16, 16, 1\)"), ((2, 20, 16, 3), r"\(2, 20, 16, 3\)"), ((16, 16, 3), r"\(16, 16, 3\)")],

@@ -361,6 +361,25 @@ def test_missing_key_raises_before_any_change(victim, tmp_path):
     failing_load(victim, tmp_path / "missing.npz", ValueError, r"missing 1 weights.*encoder_block_1/mlp_out/bias")
 
 
+# A weight that is no real floating-point array (or overflows the model's dtype) once went into
+# the variables assigned before it: the check runs before any variable changes, on every backend.
+NOT_FLOAT = [
+    (lambda a: np.array(["x"] * a.size), "dtype <U1; expected floating-point"),
+    (lambda a: a.astype(complex) + 1j, "dtype complex128; expected floating-point"),
+    (lambda a: np.ones(a.shape, bool), "dtype bool; expected floating-point"),
+    (lambda a: np.full(a.shape, 3, np.int64), "dtype int64; expected floating-point"),
+    (lambda a: np.full(a.shape, 1e300), "values beyond the range of the model's float32"),
+]
+
+
+@pytest.mark.parametrize("damage, match", NOT_FLOAT)
+def test_weight_that_is_not_a_float_array_raises_before_any_change(victim, tmp_path, damage, match):
+    arrays = dict(np.load(GOOGLE))
+    arrays["Transformer/encoder_norm/scale"] = damage(arrays["Transformer/encoder_norm/scale"])
+    np.savez(tmp_path / "typed.npz", **arrays)
+    failing_load(victim, tmp_path / "typed.npz", CheckpointError, f"typed.npz: weight 'encoder_norm/scale' has {match}")
+
+
 @pytest.mark.single_backend
 def test_wrong_shape_names_expected_and_found(victim, tmp_path):
     state = timm_state()

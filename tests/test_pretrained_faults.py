@@ -7,6 +7,7 @@ of file under the checkpoint's name; weights missing from or unexpected by the m
 directions; the head count where the weights do not show it.
 """
 
+import importlib
 import json
 import logging
 
@@ -347,7 +348,8 @@ CONFIG_FAULTS = [  # (change to config.json, key, expected, found); None deletes
     ({"patch_size": 0}, "patch_size", "a positive integer", "0"),
     ({"image_size": 36}, "image_size", "a multiple of patch_size=8", "36"),
     ({"image_size": [32]}, "image_size", "a positive integer or \\[height, width\\]", "\\[32\\]"),
-    ({"layer_norm_eps": -1}, "layer_norm_eps", "a positive number", "-1"),
+    ({"layer_norm_eps": -1}, "layer_norm_eps", "a positive finite number", "-1"),
+    ({"layer_norm_eps": float("inf")}, "layer_norm_eps", "a positive finite number", "inf"),
     ({"hidden_dropout_prob": 1.5}, "hidden_dropout_prob", "a number in \\[0, 1\\)", "1.5"),
     ({"num_channels": 0}, "num_channels", "a positive integer", "0"),
     ({"qkv_bias": "yes"}, "qkv_bias", "true or false", "'yes'"),
@@ -486,3 +488,237 @@ def test_create_model_from_a_damaged_sharded_folder_builds_nothing(tmp_path, mon
     with pytest.raises(CheckpointError, match=r"model-00002-of-00002.safetensors is empty \(0 bytes\)") as caught:
         vit_keras.create_model(str(folder))
     assert "\n" not in str(caught.value)
+
+
+# --- tensors whose shapes or records cannot be what they claim ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "key, shape, match",
+    [
+        (
+            "blocks.0.attn.qkv.weight",
+            (145, 48),
+            r"'blocks.0.attn.qkv.weight' has shape \(145, 48\); expected \(3 \* D, D\)",
+        ),
+        ("blocks.0.attn.qkv.weight", (), r"'blocks.0.attn.qkv.weight' has shape \(\); expected \(3 \* D, D\)"),
+        ("blocks.1.attn.qkv.bias", (143,), r"'blocks.1.attn.qkv.bias' has shape \(143,\); expected \(144,\)"),
+    ],
+)
+def test_fused_qkv_that_does_not_split_in_three(victim, tmp_path, key, shape, match):
+    state = timm_state()
+    state[key] = np.ones(shape, np.float32)
+    safetensors.numpy.save_file(state, str(tmp_path / "qkv.safetensors"))
+    assert_fails(victim, tmp_path / "qkv.safetensors", r"qkv.safetensors \(timm layout\): weight " + match)
+
+
+@pytest.mark.parametrize("channels", [1, 4])
+def test_patch_kernel_of_another_channel_count_than_rgb_is_refused(victim, tmp_path, channels):
+    """Only a 3-channel kernel is adapted (timm's `adapt_input_conv`); a 4-channel one was cut to 3."""
+    state = timm_state()
+    state["patch_embed.proj.weight"] = np.ones((CONFIG["dim"], channels, CONFIG["patch"], CONFIG["patch"]), "float32")
+    safetensors.numpy.save_file(state, str(tmp_path / "channels.safetensors"))
+    match = f"has {channels} input channels and the model 3; only a 3-channel .* in_channels={channels}"
+    assert_fails(victim, tmp_path / "channels.safetensors", match)
+
+
+@pytest.mark.parametrize(
+    "config, match",
+    [
+        ({"num_attention_heads": "three"}, r"config.json: 'num_attention_heads' must be a positive integer .*'three'"),
+        ({"num_attention_heads": 3.0}, r"config.json: 'num_attention_heads' must be a positive integer .*3.0"),
+        ({"architecture": "vit_x", "model_args": {"num_heads": None}}, r"'model_args.num_heads' must be .*None"),
+        ({"architecture": "vit_x", "model_args": {"num_heads": "x"}}, r"'model_args.num_heads' must be .*'x'"),
+        ({**HF_CONFIG, "id2label": {str(i): i for i in range(CONFIG["classes"])}}, r"'id2label' must map to .*found 0"),
+    ],
+)
+def test_malformed_config_records_are_refused_before_any_change(victim, tmp_path, config, match):
+    assert_fails(victim, hf_folder(tmp_path / "hf", config), match)
+
+
+def test_malformed_head_count_metadata_and_argument(victim, tmp_path):
+    path = tmp_path / "meta.safetensors"
+    safetensors.numpy.save_file(timm_state(), str(path), metadata={"num_heads": "abc"})
+    assert_fails(victim, path, r"meta.safetensors \(safetensors metadata\): 'num_heads' must be a positive integer")
+    cfg = json.dumps({"model_args": {"num_heads": "x"}})
+    safetensors.numpy.save_file(timm_state(), str(path), metadata={"pretrained_cfg": cfg})
+    assert_fails(victim, path, r"'model_args.num_heads' must be a positive integer .*'x'")
+    for wrong in ("abc", 3.7, 0, True):
+        with pytest.raises(ValueError, match=rf"num_heads must be a positive integer \(or None\); found {wrong!r}"):
+            load_pretrained(victim[0], TIMM, num_heads=wrong)
+
+
+@pytest.mark.parametrize(
+    "change, key, found",
+    [
+        ({"hidden_size": 60}, "hidden_size", "60, but the weights in .*model.safetensors.index.json have 48"),
+        ({"num_hidden_layers": 5}, "num_hidden_layers", "5, but the weights .* have 2"),
+        ({"num_channels": 1}, "num_channels", "1, but the weights .* have 3"),
+        ({"intermediate_size": 100}, "intermediate_size", "100, but the weights .* have 96"),
+    ],
+)
+def test_config_json_that_contradicts_its_weights_builds_nothing(tmp_path, monkeypatch, change, key, found):
+    from test_pretrained import huggingface_config, huggingface_folder
+
+    from vit_keras.pretrained import factory
+
+    folder = huggingface_folder(tmp_path / "hf", huggingface_config(**change), shards=2)
+    monkeypatch.setattr(factory, "ViT", lambda **kwargs: pytest.fail("a model was built"))
+    with pytest.raises(CheckpointError, match=f"config.json: '{key}' is {found}: the config.json does not belong"):
+        vit_keras.create_model(str(folder))
+
+
+def test_create_model_argument_types():
+    with pytest.raises(TypeError, match="pretrained must be True, False or None; found 'no'"):
+        vit_keras.create_model("vit_mnist_p7", pretrained="no")
+    with pytest.raises(ValueError, match="name must be one of list_models.*found ''"):
+        vit_keras.create_model("")
+
+
+# --- URL downloads: all or nothing in the cache ----------------------------------------------------------
+
+
+class Server:
+    """An HTTP server on 127.0.0.1 whose first path part says how to (mis)behave."""
+
+    def __init__(self, data):
+        import http.server
+        import threading
+
+        self.data = data
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                server.answer(self, self.path.strip("/").split("/")[0])
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    def url(self, mode, name="model.safetensors"):
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/{mode}/{name}"
+
+    def answer(self, handler, mode):
+        import time
+
+        data, status, length = self.data, 200, None
+        if mode == "html":
+            data = b"<!DOCTYPE html><html><body>Please sign in</body></html>"
+        elif mode in ("404", "500"):
+            data, status = b"error", int(mode)
+        elif mode in ("short", "stall"):
+            data, length = self.data[:1000], len(self.data)  # claims the whole file, sends less
+        elif mode == "unsized":
+            data, length = self.data[: len(self.data) // 2], ""  # no Content-Length, closes mid-file
+        handler.send_response(status)
+        if length != "":
+            handler.send_header("Content-Length", str(length or len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+        handler.wfile.flush()
+        if mode == "stall":
+            time.sleep(3)
+        handler.close_connection = True
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    serving = Server(TIMM.read_bytes())
+    yield serving
+    serving.stop()
+
+
+def download_module():
+    """The module `vit_keras.pretrained.download` (the package exports its function of the same name)."""
+    return importlib.import_module("vit_keras.pretrained.download")
+
+
+def cache_files(cache):
+    return sorted(p.name for p in cache.rglob("*") if p.is_file())
+
+
+DOWNLOAD_FAULTS = [
+    ("short", OSError, "the server announced 196212 bytes and sent 1000"),
+    ("stall", OSError, "TimeoutError: timed out"),
+    (
+        "unsized",
+        CheckpointError,
+        "no complete checkpoint: it is truncated or corrupt: its header describes 196212 bytes",
+    ),
+    ("html", CheckpointError, "no complete checkpoint: it is an HTML page"),
+    ("404", OSError, "the server answered HTTP 404 Not Found"),
+    ("500", OSError, "the server answered HTTP 500 Internal Server Error"),
+]
+
+
+@pytest.mark.parametrize("mode, error, match", DOWNLOAD_FAULTS)
+def test_failed_download_caches_nothing(victim, server, tmp_path, monkeypatch, mode, error, match):
+    """Every failed download names the URL in one line and leaves no file in the cache, so that
+    the next load downloads again (an HTML page or half a file was cached and failed every load)."""
+    monkeypatch.setattr(download_module(), "TIMEOUT_S", 0.5, raising=False)
+    cache = tmp_path / "cache"
+    for _ in range(2):
+        assert_fails(victim, server.url(mode), f"{server.url(mode)}.*{match}", error=error, cache_dir=cache)
+        assert cache_files(cache) == []
+
+
+def test_interrupted_download_leaves_no_file_and_stale_parts_are_removed(server, tmp_path, monkeypatch):
+    """A download interrupted mid-way (Ctrl-C) leaves nothing; a `.part` file of a killed process and a
+    half-written cache entry (from a killed `keras.utils.get_file`) are replaced by the next download."""
+    import io
+
+    from vit_keras.pretrained.download import cache_name
+
+    url, cache = server.url("ok"), tmp_path / "cache"
+    real_open = io.open
+
+    def interrupting_open(path, mode="r", *args, **kwargs):
+        handle = real_open(path, mode, *args, **kwargs)
+        if str(path).endswith(".part"):
+            handle.write(b"half a file")
+            raise KeyboardInterrupt
+        return handle
+
+    monkeypatch.setattr(download_module(), "open", interrupting_open, raising=False)
+    with pytest.raises(KeyboardInterrupt):
+        load_pretrained(build(), url, cache_dir=cache)
+    assert cache_files(cache) == []
+    monkeypatch.undo()
+
+    folder, name = cache / "vit_keras", cache_name(url)
+    (folder / name).write_bytes(TIMM.read_bytes()[:5000])  # what a killed download once left
+    dead = f".{name}.999999999-0badcafe.part"  # no process has this pid
+    (folder / dead).write_bytes(b"partial")
+    model = build()
+    load_pretrained(model, url, cache_dir=cache)
+    assert cache_files(cache) == [name]
+    assert (folder / name).read_bytes() == TIMM.read_bytes()
+
+
+def test_unusable_cache_dir_and_sha256(victim, server, tmp_path):
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    with pytest.raises(OSError, match=r"cache_dir .*file cannot hold the download cache .*VIT_KERAS_CACHE") as caught:
+        load_pretrained(victim[0], server.url("ok"), cache_dir=not_a_folder)
+    assert "\n" not in str(caught.value)
+    with pytest.raises(TypeError, match="cache_dir must be a folder path or None; found 5"):
+        load_pretrained(victim[0], server.url("ok"), cache_dir=5)
+    with pytest.raises(ValueError, match="sha256 must be 64 hexadecimal digits .*found 'xyz'"):
+        load_pretrained(victim[0], server.url("ok"), sha256="xyz", cache_dir=tmp_path / "cache")
+    assert_fails(
+        victim,
+        server.url("ok"),
+        "sha256 of the file downloaded from .* nothing was cached",
+        sha256="0" * 64,
+        cache_dir=tmp_path / "cache",
+    )
+    assert cache_files(tmp_path / "cache") == []

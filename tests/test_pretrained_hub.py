@@ -414,3 +414,12 @@ def test_hub_that_is_down_fails_in_one_line_unless_the_cache_has_the_snapshot(hu
     with pytest.raises(OSError, match="could not download hf://acme/vit-new: .*no snapshot of") as error:
         load_pretrained(build(), "hf://acme/vit-new", cache_dir=cache)
     assert_one_line_naming(error, "hf://acme/vit-new")
+
+
+@pytest.mark.single_backend
+@pytest.mark.parametrize("source", ["hf://../x", "hf://org/na me", "hf://org/-name", "hf://org/name./"])
+def test_malformed_repository_id_fails_in_one_line_naming_the_source(source):
+    """Checked before huggingface_hub is asked (its HFValidationError named only the repository id)."""
+    with pytest.raises(ValueError, match=r"source must be hf://ORG/NAME or hf://ORG/NAME@REVISION") as caught:
+        load_pretrained(build(), source)
+    assert_one_line_naming(caught, source)

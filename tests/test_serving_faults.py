@@ -296,6 +296,61 @@ def test_damaged_bytes_are_refused_with_a_clear_error(served, kind, message):
     assert call(served, 3, "serving_bytes", image_bytes=tf.constant([good]))["logits"].shape == (1, 5)
 
 
+def _declaring(fmt, height, width):
+    """A small encoded image whose header declares `height` x `width` pixels (its body is a few rows)."""
+    import struct
+    import zlib
+
+    if fmt == "png":
+
+        def chunk(kind, body):
+            return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+        rows = zlib.compress(b"\0" * (width + 1) * 4)
+        header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+        return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+    if fmt == "gif":
+        return b"GIF89a" + struct.pack("<HH", width, height) + encode("gif_gray")[10:]
+    if fmt == "bmp":
+        data = bytearray(encode("bmp_rgb"))
+        data[18:26] = struct.pack("<ii", width, -height)  # a negative height: rows stored top-down
+        return bytes(data)
+    data = bytearray(encode("jpeg_rgb"))
+    frame = data.index(b"\xff\xc0")  # the baseline frame header: precision, height, width
+    data[frame + 5 : frame + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    "fmt, height, width", [("png", 20000, 10000), ("gif", 65535, 2000), ("bmp", 30000, 3000), ("jpeg", 30000, 30000)]
+)
+def test_images_declaring_too_many_pixels_are_refused_before_decoding(decoders, fmt, height, width):
+    """A decompression bomb (a few hundred bytes that would decode into gigabytes) is refused by its header."""
+    from vit_keras.serving.signatures import MAX_IMAGE_PIXELS
+
+    assert height * width > MAX_IMAGE_PIXELS
+    message = rf"image_bytes\[1\]\] \[declares\] \[{height}\] \[x\] \[{width}\] \[pixels \(height x width\), more than"
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        decoders[1](tf.constant([encode("png_gray"), _declaring(fmt, height, width)]))
+
+
+def test_the_pixel_limit_reads_the_size_each_header_declares(monkeypatch):
+    """Just above and at a lowered limit: the declared size is read right for every format."""
+    from vit_keras.serving import signatures
+
+    height, width = IMAGE_SIZE
+    decode = {}
+    for limit in (height * width - 1, height * width):  # the limit is read when the graph is built
+        monkeypatch.setattr(signatures, "MAX_IMAGE_PIXELS", limit)
+        decoder = tf.function(ServingFunctions(gray_vit()).decode)
+        decode[limit] = decoder.get_concrete_function(tf.TensorSpec((None,), tf.string))  # traced now
+    for source in ("png_gray", "gif_gray", "bmp_gray_8bit", "jpeg_gray"):
+        data = tf.constant([encode(source)])
+        with pytest.raises(tf.errors.InvalidArgumentError, match=rf"\[declares\] \[{height}\] \[x\] \[{width}\]"):
+            decode[height * width - 1](data)
+        assert decode[height * width](data).shape == (1,) + IMAGE_SIZE + (1,)
+
+
 # ----------------------------------------------------------------------------- killed exports
 
 PARENT = """

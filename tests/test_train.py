@@ -348,6 +348,8 @@ def test_jit_compile_and_steps_per_execution_reach_the_model(tmp_path, tiny_npz,
     assert seen.jit_compile is (choice == "auto" and performance.pick_jit_compile(4)[0])
     assert seen.steps_per_execution == (4 if compiled else 1)  # Keras on PyTorch runs one step per call
     assert results["status"] == "finished" and np.isfinite(results["test_loss"])
+    recorded = json.loads((tmp_path / "r" / "config.json").read_text())["xla"]
+    assert recorded["jit_compile"] is seen.jit_compile and recorded["reason"]  # the run says what it compiled with
 
 
 def test_cli_trains_a_conv_stem_model(tmp_path, tiny_npz):

@@ -367,3 +367,117 @@ def test_cli_plot_rejects_a_missing_or_empty_run_directory(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert cli_main(["plot", str(tmp_path / "empty")]) == 2
     assert "holds neither metrics.csv nor model.keras" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- hostile input
+
+
+def small_run(tmp_path, model=None, metrics=True):
+    """A run directory with a small 28x28 ViT (or `model`) as model.keras and a two-epoch metrics.csv."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(parents=True)
+    (model or untrained(embed_dim=16, num_heads=2)).save(run_dir / "model.keras")
+    if metrics:
+        epochs = [dict(epoch=e, loss=1.0 - 0.1 * e, accuracy=0.5 + 0.1 * e) for e in range(2)]
+        write_metrics_csv(run_dir / "metrics.csv", epochs)
+    return run_dir
+
+
+@pytest.mark.single_backend
+@pytest.mark.parametrize("damage", ["model", "dataset", "examples", "output"])
+def test_a_failing_plot_run_writes_no_picture(tmp_path, damage):
+    run_dir = small_run(tmp_path)
+    out, options = tmp_path / "plots", {}
+    if damage == "model":
+        (run_dir / "model.keras").write_bytes(b"PK\x03\x04 damaged")
+        message = "model.keras is not a .keras archive"
+    elif damage == "dataset":
+        options, message = {"dataset": f"npz:{tmp_path / 'missing.npz'}"}, "missing.npz does not exist"
+    elif damage == "examples":
+        options, message = {"examples": 5000}, r"examples must be an integer in \[0, 64\]; found 5000"  # was: a hang
+    else:
+        out.write_text("a file, not a folder")
+        message = "out_dir: .* exists and is not a directory"
+    with pytest.raises((ValueError, OSError), match=message):
+        visualize.plot_run(run_dir, out, **options)
+    assert sorted(p.name for p in run_dir.iterdir()) == ["metrics.csv", "model.keras"]
+    assert not out.is_dir()  # was: curves.png written before the model or the dataset failed
+
+
+def test_plot_run_refuses_non_finite_weights_and_skips_the_confusion_matrix_of_a_headless_model(tmp_path, caplog):
+    broken = untrained(embed_dim=16, num_heads=2)
+    broken.set_weights([np.full_like(w, np.nan) for w in broken.get_weights()])
+    with pytest.raises(ValueError, match=r"model .*model.keras holds non-finite weights"):
+        visualize.plot_run(small_run(tmp_path / "nan", broken), tmp_path / "nan_plots")  # was: NaN pictures
+    assert not (tmp_path / "nan_plots").exists()
+    headless = untrained(embed_dim=16, num_heads=2, include_top=False, pooling="token")
+    with caplog.at_level("WARNING", logger="vit_keras.visualize"):
+        result = visualize.plot_run(small_run(tmp_path / "features", headless), tmp_path / "plots", examples=1)
+    assert sorted(result) == ["attention", "curves", "position_embeddings"]  # was: a 16-"class" confusion matrix
+    assert result.skipped == {"confusion_matrix": "the model has no classification head (include_top=False)"}
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == sorted(f"{n}.png" for n in result)
+    assert png_size(result["attention"]) == (900, 300)
+
+
+@pytest.mark.single_backend
+def test_unreadable_metrics_and_foreign_models_are_named(tmp_path, capsys):
+    run_dir = small_run(tmp_path)
+    (run_dir / "metrics.csv").write_bytes(bytes(range(128, 256)))
+    assert cli_main(["plot", str(run_dir), "--output", str(tmp_path / "plots")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "metrics.csv is not a readable CSV file" in err[0], err  # was: no file named
+    plain = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    plain.save(run_dir / "model.keras")
+    write_metrics_csv(run_dir / "metrics.csv", [dict(epoch=0, loss=1.0)])
+    with pytest.raises(ValueError, match=r"model .*model.keras: model must contain TransformerEncoderBlock layers"):
+        visualize.plot_run(run_dir, tmp_path / "plots")
+    assert not (tmp_path / "plots").exists()
+
+
+def test_bad_arguments_of_the_picture_functions_raise_one_line_errors(tmp_path):
+    model = untrained(embed_dim=16, num_heads=2)
+    good = np.zeros((2, 28, 28, 1), "float32")
+    for batch_size in (0, -1, 1.5, None):  # was: range() or concatenate errors, or a silent empty predict
+        with pytest.raises(ValueError, match=f"batch_size must be a positive integer; found {batch_size}"):
+            visualize.attention_rollout(model, good, batch_size=batch_size)
+        with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+            visualize.attention_scores(model, good, batch_size=batch_size)
+    with pytest.raises(ValueError, match="images must be one array of equally shaped images; found a ragged list"):
+        visualize.attention_rollout(model, [np.zeros((28, 28)), np.zeros((27, 28))])
+    for pixels, found in ((1000.0, "[1000.0, 1000.0]"), (-3.0, "[-3.0, -3.0]"), (np.inf, "[inf, inf]")):
+        with pytest.raises(ValueError, match=r"image must hold raw pixels in \[0, 255\]") as error:
+            visualize.attention_map(model, np.full((28, 28, 1), pixels))  # was: uint8 wrap-around
+        assert found in str(error.value)
+    with pytest.raises(ValueError, match="image must hold real numbers"):
+        visualize.attention_map(model, np.full((28, 28, 1), "x"))
+    with pytest.raises(ValueError, match=r"images: plot_attention draws at most 64 images \(rows\); found 65"):
+        visualize.plot_attention(model, np.zeros((65, 28, 28, 1)), tmp_path / "a.png")
+    for path in (None, 5):
+        with pytest.raises(TypeError, match="path must be a str or path-like .png file name"):
+            visualize.plot_attention(model, good, path)
+    for size in (0, -1, 1e4, float("nan")):  # was: "cannot write empty image", std::bad_alloc
+        with pytest.raises(ValueError, match=r"size_inches must be a number in \[1, 50\]"):
+            visualize.plot_position_embeddings(model, tmp_path / "p.png", size_inches=size)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.single_backend
+def test_bad_confusion_matrix_and_rollout_inputs_raise_one_line_errors(tmp_path):
+    cases = [  # (labels, predictions, num_classes, message); was: NaN-to-int, IndexError, ufunc errors
+        (np.array([0, np.nan]), np.array([0, 1]), None, "labels must be a non-empty array of integer classes"),
+        ([], [], None, "labels must be a non-empty array of integer classes"),
+        (["a"], ["b"], None, "labels must be a non-empty array of integer classes; found dtype <U1"),
+        ([0], [0], -1, "num_classes must be a positive integer; found -1"),
+        ([0], [0], 2.5, "num_classes must be a positive integer; found 2.5"),
+        ([0], [0], 10**6, r"num_classes must be at most 1000 for a picture; found 1000000"),
+    ]
+    for labels, predictions, num_classes, message in cases:
+        with pytest.raises(ValueError, match=message):
+            visualize.plot_confusion_matrix(labels, predictions, tmp_path / "c.png", num_classes=num_classes)
+    with pytest.raises(ValueError, match="num_classes must be a positive integer; found 0"):
+        visualize.confusion_matrix([], [], 0)
+    with pytest.raises(ValueError, match=r"scores must be a non-empty list of \(batch, heads, T, T\) arrays"):
+        visualize.rollout([])
+    with pytest.raises(ValueError, match="scores must be finite"):
+        visualize.rollout([np.full((1, 1, 3, 3), np.nan)])  # was: NaN maps
+    assert list(tmp_path.iterdir()) == []

@@ -26,7 +26,7 @@ import sys
 
 from vit_keras.architectures import ARCHITECTURES, POOLINGS, STEMS
 from vit_keras.choices import AUGMENTATIONS, BACKENDS, DISTRIBUTE_MODES, EXPORT_FORMATS, PRECISIONS
-from vit_keras.train_config import JIT_CHOICES, PREPROCESSING_CHOICES, TrainConfig
+from vit_keras.train_config import JIT_CHOICES, PREPROCESSING_CHOICES, TrainConfig, check_data_dir
 
 DISTRIBUTION = "vit-keras3"  # the package's name on PyPI (pyproject.toml)
 
@@ -309,7 +309,23 @@ def _add_evaluate_parser(commands):
     parser.add_argument("--batch-size", type=_positive_int, default=256, help="images per batch")
 
 
+def check_data_options(args):
+    """Refuse an empty `--dataset` or `--data-dir`, and a `--data-dir` that the given `--dataset` ignores.
+
+    Used by `evaluate` and `plot`, whose `--dataset` and `--data-dir` default to the run's.
+
+    Raises:
+        ValueError: one line naming the flag, what was expected and what was found.
+    """
+    for flag, value, expected in (("--dataset", args.dataset, "spec"), ("--data-dir", args.data_dir, "path")):
+        if value is not None and not value.strip():
+            raise ValueError(f"{flag} must be a non-empty {expected}; found {value!r}.")
+    if args.dataset is not None:  # without --dataset, the run's dataset decides what --data-dir means
+        check_data_dir(args.dataset, args.data_dir)
+
+
 def _evaluate(args, load):
+    check_data_options(args)
     results = load("vit_keras.predict").evaluate(
         args.model, dataset=args.dataset, data_dir=args.data_dir, batch_size=args.batch_size
     )
@@ -418,6 +434,7 @@ def _add_plot_parser(commands):
 
 
 def _plot(args, load):
+    check_data_options(args)
     written = load("vit_keras.visualize").plot_run(
         args.run_dir,
         out_dir=args.output,

@@ -2,10 +2,13 @@
 
 The export goes to TF Serving's layout, `BASE_DIR/<version>/`, written into a hidden folder next
 to it (`.<version>.partial-<pid>@<host>-<id>`) and renamed into place only when complete, so a
-failed export leaves no half-written version. Under TensorFlow the model is exported in-process;
-under JAX or PyTorch it is saved as `.keras` (in `.<version>.scratch-<pid>@<host>-<id>/`) and
-rebuilt from that file in a TensorFlow-backend subprocess (`vit_keras.serving.tf_worker`), which
-exports the same function with the same graph and dies with its parent. The hidden folders of an
+failed export leaves no half-written version; an overwritten version is swapped with the new one
+in one step (Linux `renameat2`), so a reader never finds it missing. The output folder is created
+and checked for writing before the conversion starts, and removed again if the export fails.
+Under TensorFlow the model is exported in-process; under JAX or PyTorch it is saved as `.keras`
+(in `.<version>.scratch-<pid>@<host>-<id>/`) and rebuilt from that file in a TensorFlow-backend
+subprocess (`vit_keras.serving.tf_worker`), which exports the same function with the same graph
+and dies with its parent. The hidden folders of an
 export whose process is dead (killed) are removed by the next export into the same folder.
 The signatures are described in `vit_keras.serving.signatures`.
 """
@@ -154,9 +157,10 @@ def _write_in_subprocess(model_file, path, options):
         str(os.getpid()),
     ]
     done = subprocess.run(command, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        tail = "\n".join(done.stderr.strip().splitlines()[-15:])
-        raise ExportError(f"the TensorFlow-backend export of {model_file} failed:\n{tail}")
+    if done.returncode != 0:  # the worker's last line is its error (`tf_worker.main`)
+        lines = done.stderr.strip().splitlines()
+        reason = lines[-1].strip() if lines else f"it exited with status {done.returncode} and no message"
+        raise ExportError(f"the TensorFlow-backend export of {model_file} failed: {reason}")
 
 
 def write_in_tensorflow(model, path, class_names=None, top_k=5, format="saved_model", opset=17, jit_compile=False):
@@ -183,6 +187,73 @@ def _write(model, path, scratch, **options):
         _write_in_subprocess(scratch / "model.keras", path, options)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _check_path(value, name):
+    """`value` (a str or os.PathLike naming a file or folder) as a pathlib.Path; an empty one is refused,
+    since `Path("")` is the current folder."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise ValueError(f"{name} must be a path (str or os.PathLike); found {type(value).__name__}.")
+    if not str(os.fspath(value)).strip():
+        raise ValueError(f"{name} must be a path; found an empty string.")
+    return pathlib.Path(value)
+
+
+def _first_existing(folder):
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def make_output_folder(folder, name):
+    """Create `folder` (and its parents) if missing and check that files can be created in it.
+
+    Args:
+        folder: the folder an export writes into.
+        name: the argument it came from, for the error message.
+
+    Returns:
+        The folders created, outermost first (to remove if the export fails).
+
+    Raises:
+        NotADirectoryError: `folder` or one of its parents is a file.
+        PermissionError: the folder cannot be created or written into (the reason is in the message).
+    """
+    folder = pathlib.Path(folder)
+    existing = _first_existing(folder)
+    if existing.exists() and not existing.is_dir():
+        raise NotADirectoryError(
+            f"{name} must be writable: {folder} cannot be created, because {existing} is a file, not a folder."
+        )
+    created = [p for p in [folder, *folder.parents] if not p.exists()][::-1]
+    probe = None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = hidden_path(folder, "write-check", "partial")
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as error:
+        _remove_empty(created)
+        action = "create" if probe is None else "write into"
+        raise PermissionError(
+            f"{name} must be writable: cannot {action} the folder {folder} ({error.strerror or error})."
+        ) from None
+    return created
+
+
+def _remove_empty(folders):
+    """Remove `folders` (outermost first, as `make_output_folder` returns them) that are empty."""
+    for folder in reversed(folders):
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+def _check_top_k(top_k):
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"top_k must be a positive integer; found {top_k!r}.")
+    return top_k
 
 
 def _check_flag(value, name):
@@ -224,7 +295,8 @@ def export_saved_model(model, base_dir, version=None, class_names=None, overwrit
     """
     jit_compile = _check_flag(jit_compile, "jit_compile")
     overwrite = _check_flag(overwrite, "overwrite")
-    base_dir = pathlib.Path(base_dir)
+    top_k = _check_top_k(top_k)
+    base_dir = _check_path(base_dir, "base_dir")
     if base_dir.exists() and not base_dir.is_dir():
         raise NotADirectoryError(f"base_dir must be a folder; found a file at {base_dir}.")
     version = None if version is None else _check_version(version)
@@ -243,7 +315,7 @@ def export_saved_model(model, base_dir, version=None, class_names=None, overwrit
             f"version {version} already exists at {target}; choose another version, omit it to "
             f"take the next free one ({next_version(base_dir)}), or pass overwrite=True."
         )
-    base_dir.mkdir(parents=True, exist_ok=True)
+    created = make_output_folder(base_dir, "base_dir")
     staging = hidden_path(base_dir, version, "partial")  # not numeric: TF Serving ignores it
     options = dict(class_names=class_names, top_k=top_k, jit_compile=jit_compile)
     try:
@@ -251,16 +323,57 @@ def export_saved_model(model, base_dir, version=None, class_names=None, overwrit
         if not (staging / "saved_model.pb").is_file():
             raise ExportError(f"the export wrote no saved_model.pb into {staging}.")
         _move_into_place(staging, target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        _remove_empty(created)
+        raise
     return str(target)
 
 
+_AT_FDCWD = -100  # <fcntl.h>: paths relative to the current folder
+_RENAME_EXCHANGE = 2  # <linux/fs.h>
+
+
+def exchange_paths(first, second):
+    """Swap two existing paths in one atomic step (Linux `renameat2(RENAME_EXCHANGE)`).
+
+    Returns:
+        True if swapped; False where the system or the file system cannot (nothing changed).
+
+    Raises:
+        OSError: the swap failed for another reason.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+    import errno
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # a C library without renameat2 (glibc < 2.28)
+        return False
+    done = renameat2(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE)
+    if done == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(first), None, str(second))
+
+
 def _move_into_place(staging, target):
-    """Rename `staging` to `target`; an existing `target` is swapped out first, then deleted."""
+    """Rename `staging` to `target`; an existing `target` is replaced.
+
+    Where the system can, the two folders are swapped in one step and the old version (now at the
+    hidden `staging` path) is deleted, so a reader always finds a complete `target`, even if the
+    process is killed. Elsewhere the old version is renamed aside first: a kill between the two
+    renames leaves no `target` until the next export renames the old one back (`remove_stale`).
+    """
     if not target.exists():
         staging.rename(target)
+        return
+    if exchange_paths(staging, target):
+        shutil.rmtree(staging, ignore_errors=True)
         return
     retired = hidden_path(target.parent, target.name, "old")
     target.rename(retired)
@@ -300,18 +413,19 @@ def export_onnx(model, path, overwrite=False, opset=17, top_k=5):
     file in a subprocess. The file is written next to its target and renamed into place.
     """
     overwrite = _check_flag(overwrite, "overwrite")
+    top_k = _check_top_k(top_k)
     if isinstance(opset, bool) or not isinstance(opset, int) or opset < 13:
         raise ValueError(f"opset must be an integer >= 13; found {opset!r}.")
-    path = pathlib.Path(path)
+    path = _check_path(path, "path")
     if path.suffix != ".onnx":
         path = path / "model.onnx"
+    if path.exists() and not path.is_file():
+        raise IsADirectoryError(f"path must be a .onnx file; found a folder at {path}.")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; choose another path or pass overwrite=True.")
-    if path.exists() and not path.is_file():
-        raise IsADirectoryError(f"path must be a file; found a folder at {path}.")
     model, _ = load_model_argument(model)
     _check_onnx_tools()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    created = make_output_folder(path.parent, "path")
     remove_stale(path.parent)
     staging = hidden_path(path.parent, path.name, "partial")
     try:
@@ -319,7 +433,8 @@ def export_onnx(model, path, overwrite=False, opset=17, top_k=5):
         if not staging.is_file():
             raise ExportError(f"the ONNX export wrote no file at {staging}.")
         os.replace(staging, path)
-    finally:
-        if staging.exists():
-            staging.unlink()
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        _remove_empty(created)
+        raise
     return str(path)

@@ -1,5 +1,8 @@
 """The Vision Transformer model: a functional `keras.Model` built from the ViT layers."""
 
+import difflib
+import inspect
+
 import keras
 import numpy as np
 
@@ -58,6 +61,23 @@ def _one_of(setting, default, **spellings):
         found = ", ".join(f"{name}={value!r}" for name, value in given.items())
         raise ValueError(f"{' and '.join(given)} all set the {setting} and must agree; found {found}.")
     return next(iter(given.values()), default)
+
+
+MODEL_KEYWORDS = ("trainable",)  # what `keras.Model` takes besides the ViT's own arguments
+
+
+def _check_keywords(kwargs):
+    """Refuse keyword arguments that are neither the ViT's nor `MODEL_KEYWORDS` (a misspelt
+    `num_class=10` would otherwise be dropped by `keras.Model` and give a 1000-class model)."""
+    unknown = sorted(set(kwargs) - set(MODEL_KEYWORDS))
+    if not unknown:
+        return
+    known = [*inspect.signature(ViT.__init__).parameters][1:-1] + list(MODEL_KEYWORDS)
+    found = ", ".join(
+        repr(name) + "".join(f" (did you mean {close!r}?)" for close in difflib.get_close_matches(name, known, 1))
+        for name in unknown
+    )
+    raise TypeError(f"ViT got unexpected keyword arguments: {found}; it takes {', '.join(known)}.")
 
 
 def _mlp_width(mlp_dim, mlp_ratio, embed_dim):
@@ -310,6 +330,7 @@ class ViT(keras.Model):
         name="vit",
         **kwargs,
     ):
+        _check_keywords(kwargs)
         depth = _one_of("depth", 12, depth=depth, num_layers=num_layers, num_encoders=num_encoders)
         mlp_ratio = _one_of("MLP ratio", None, mlp_ratio=mlp_ratio, expansion=expansion)
         args = dict(
@@ -440,5 +461,7 @@ class ViT(keras.Model):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        """A ViT from `get_config`'s dict; keys missing from older files take their defaults."""
-        return cls(**config)
+        """A ViT from `get_config`'s dict; keys missing from older files take their defaults, keys
+        this version does not know (written by another version) are left out."""
+        known = set(inspect.signature(cls.__init__).parameters) | set(MODEL_KEYWORDS)
+        return cls(**{key: value for key, value in config.items() if key in known})

@@ -12,6 +12,8 @@ import numpy as np
 
 from vit_keras import runs
 
+IMAGE_CHANNELS = (1, 3, 4)  # the channel counts an image file is decoded to
+
 
 def _model_and_config(model_or_run):
     if isinstance(model_or_run, keras.Model):
@@ -64,7 +66,7 @@ def evaluate(model_or_run, dataset=None, data_dir=None, batch_size=256):
     dataset = dataset or run_args.get("dataset") or "mnist-sample"
     data_dir = data_dir or run_args.get("data_dir")
     _check_channels_last(model, "evaluate")
-    height, width = model.image_size
+    height, width, _, _ = classifier_input(model, _model_name(model_or_run, model))
     splits = vdata.load_dataset(
         dataset, data_dir=data_dir, image_size=(height, width), val_fraction=0.0, seed=run_args.get("seed", 0)
     )
@@ -86,27 +88,29 @@ def evaluate(model_or_run, dataset=None, data_dir=None, batch_size=256):
 def load_image(path, image_size, channels):
     """One image file as float32 raw pixels (height, width, channels), resized to `image_size`.
 
+    Decoded and resized as training (folder datasets) and the SavedModel's `serving_bytes` do:
+    Pillow, 16-bit images reduced to their high byte, bilinear resizing rounded to uint8.
+
     Raises:
         FileNotFoundError: `path` does not exist.
-        ValueError: one line naming the file when it is truncated, corrupt or not an image.
+        ValueError: one line naming the file when it is a directory, empty, truncated, corrupt,
+            not an image, or declares 0 or too many pixels.
     """
-    from PIL import Image, UnidentifiedImageError
+    from vit_keras.data.images import decode_image_file, resize_pixels
 
-    modes = {1: "L", 3: "RGB", 4: "RGBA"}
-    if channels not in modes:
+    if channels not in IMAGE_CHANNELS:
         raise ValueError(f"model: expected 1, 3 or 4 input channels; found {channels}.")
     path = pathlib.Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"image {path} does not exist.")
+    if not path.is_file():
+        kind = "a directory" if path.is_dir() else "not a regular file"
+        raise ValueError(f"image {path} is {kind}; expected an image file (PNG, JPEG, GIF, BMP).")
     try:
-        with Image.open(path) as image:
-            image.load()  # decodes the whole file: a truncated one fails here
-            image = image.convert(modes[channels]).resize((image_size[1], image_size[0]), Image.NEAREST)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"image {path} cannot be decoded as an image ({reason}).") from None
-    array = np.asarray(image, dtype="float32")
-    return array[..., None] if array.ndim == 2 else array
+        pixels = decode_image_file(path, channels)
+    except ValueError as error:
+        raise ValueError(f"image {path} cannot be decoded as an image: {error}.") from None
+    return resize_pixels(pixels, tuple(image_size)).astype("float32")
 
 
 def load_images(paths, image_size, channels):
@@ -116,44 +120,135 @@ def load_images(paths, image_size, channels):
     return np.stack([load_image(path, image_size, channels) for path in paths])
 
 
+def _model_name(model_or_run, model):
+    return str(model_or_run) if not isinstance(model_or_run, keras.Model) else repr(model.name)
+
+
+def classifier_input(model, what="model"):
+    """(height, width, channels, channels_first) of an image classifier; a one-line ValueError otherwise.
+
+    A classifier takes (batch, H, W, C) images (or (batch, C, H, W) for `data_format="channels_first"`)
+    of a fixed size with 1, 3 or 4 channels and returns (batch, classes) scores, classes >= 2.
+
+    Args:
+        model: a `keras.Model`.
+        what: how the model is named in errors (its file, for one loaded from disk).
+
+    Raises:
+        ValueError: a model without a classification head (`include_top=False`), with another
+            input or output shape, or with a single output.
+    """
+    if not getattr(model, "include_top", True):
+        raise ValueError(
+            f"model {what} has no classification head (include_top=False): it returns features, not class scores."
+        )
+    inputs, outputs = model.input_shape, model.output_shape
+    channels_first = getattr(model, "data_format", "channels_last") == "channels_first"
+    if not isinstance(inputs, tuple) or len(inputs) != 4 or None in inputs[1:]:
+        raise ValueError(f"model {what} must take one batch of fixed-size images (batch, H, W, C); found {inputs}.")
+    height, width, channels = (inputs[2], inputs[3], inputs[1]) if channels_first else inputs[1:]
+    if channels not in IMAGE_CHANNELS:
+        raise ValueError(f"model {what}: expected 1, 3 or 4 input channels; found {channels}.")
+    if not isinstance(outputs, tuple) or len(outputs) != 2 or outputs[1] is None or outputs[1] < 2:
+        raise ValueError(
+            f"model {what} must return class scores (batch, classes) with at least 2 classes; found {outputs}."
+        )
+    return height, width, channels, channels_first
+
+
+def _outputs_probabilities(model):
+    """Whether `model`'s outputs are already probabilities (a softmax head) rather than logits."""
+    if hasattr(model, "classifier_activation"):
+        activation = model.classifier_activation
+    else:
+        activation = getattr(model.layers[-1], "activation", None) if model.layers else None
+    name = activation if isinstance(activation, str) else getattr(activation, "__name__", None)
+    return name == "softmax"
+
+
 def softmax_scores(model, batch):
-    """Class probabilities of `model` for an image batch (softmax of the logits when needed)."""
+    """Class probabilities of `model` for an image batch (softmax of the logits when needed).
+
+    Raises:
+        ValueError: the model's outputs are not finite (NaN or infinite).
+    """
     outputs = keras.ops.convert_to_numpy(model.predict(batch, verbose=0)).astype("float64")
-    if getattr(model, "classifier_activation", None) is None:
+    if not np.all(np.isfinite(outputs)):
+        raise ValueError(
+            f"model {model.name!r} returned non-finite scores (NaN or inf) for "
+            f"{int(np.sum(~np.isfinite(outputs).all(axis=1)))} of {len(outputs)} images; are its weights finite?"
+        )
+    if not _outputs_probabilities(model):
         outputs = np.exp(outputs - outputs.max(axis=1, keepdims=True))
         outputs /= outputs.sum(axis=1, keepdims=True)
     return outputs
+
+
+def check_finite_weights(model, what="model"):
+    """Raise a one-line ValueError naming the first weight of `model` that holds NaN or inf."""
+    for weight in model.weights:
+        if not np.all(np.isfinite(keras.ops.convert_to_numpy(weight))):
+            raise ValueError(f"model {what} holds non-finite weights (NaN or inf) in {weight.path}.")
+
+
+def class_names_for(model, config, num_classes, what="model"):
+    """One name per class: the run's config.json names, else the model's, else the indices.
+
+    A run's list may name fewer classes than the model predicts (the others keep their index),
+    never more.
+
+    Raises:
+        ValueError: the run's class names are not a list of names or are more than the classes.
+    """
+    dataset = config.get("dataset") if isinstance(config, dict) else None
+    names = dataset.get("class_names") if isinstance(dataset, dict) else None
+    if names:
+        if not isinstance(names, list) or not all(isinstance(n, (str, int)) for n in names):
+            raise ValueError(f"run config of {what}: dataset.class_names must be a list of names; found {names!r:.80}.")
+        if len(names) > num_classes:
+            raise ValueError(
+                f"run config of {what}: dataset.class_names has {len(names)} names; the model predicts "
+                f"{num_classes} classes."
+            )
+        return [str(n) for n in names] + [str(i) for i in range(len(names), num_classes)]
+    return list(getattr(model, "class_names", None) or [str(i) for i in range(num_classes)])
 
 
 def predict(model_or_run, images, top_k=5):
     """The `top_k` classes of each image file.
 
     Args:
-        model_or_run: a `keras.Model`, a run directory or a `.keras` file.
-        images: paths of image files (PNG, JPEG, GIF, BMP).
-        top_k: how many classes to return per image (positive).
+        model_or_run: a `keras.Model` image classifier (see `classifier_input`), a run directory
+            or a `.keras` file.
+        images: paths of image files (PNG, JPEG, GIF, BMP), decoded and resized as in training.
+        top_k: how many classes to return per image (positive); at most the number of classes
+            are returned, as by the SavedModel's `top_k_*` outputs.
 
     Returns:
         [{"image": path, "top": [(class name, probability), ...]}], best class first; class
-        names come from the run's config.json, else they are the class indices.
+        names come from the run's config.json, else from the model, else they are the class indices.
 
     Raises:
-        ValueError: a bad model file, a bad `top_k`, or an image that does not decode (naming it).
+        ValueError: a bad model file or a model that is not an image classifier, non-finite
+            weights or scores, a bad `top_k`, or an image that does not decode (naming it).
         FileNotFoundError: the model or an image does not exist.
+
+    Example:
+
+    >>> predict("runs/mnist", ["digit.png"], top_k=3)  # doctest: +SKIP
+    [{'image': 'digit.png', 'top': [('7', 0.98), ('1', 0.01), ('9', 0.003)]}]
     """
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k <= 0:
         raise ValueError(f"top_k must be a positive integer; found {top_k!r}.")
     model, config = _model_and_config(model_or_run)
-    _check_channels_last(model, "predict")
-    batch = load_images(images, tuple(model.image_size), model.in_channels)
-    scores = softmax_scores(model, batch)
-    names = (
-        config.get("dataset", {}).get("class_names")
-        or getattr(model, "class_names", None)
-        or [str(i) for i in range(scores.shape[1])]
-    )
+    what = _model_name(model_or_run, model)
+    height, width, channels, channels_first = classifier_input(model, what)
+    names = class_names_for(model, config, model.output_shape[1], what)
+    check_finite_weights(model, what)
+    batch = load_images(images, (height, width), channels)
+    scores = softmax_scores(model, np.moveaxis(batch, -1, 1) if channels_first else batch)
     predictions = []
     for image, row in zip(images, scores):
-        order = np.argsort(-row)[:top_k]
+        order = np.argsort(-row, kind="stable")[:top_k]
         predictions.append({"image": str(image), "top": [(names[i], float(row[i])) for i in order]})
     return predictions

@@ -100,8 +100,17 @@ def save_model_atomic(model, path):
     _replace_with(path, lambda tmp: model.save(tmp))
 
 
-def read_json(path, what="file"):
+TRAIN_ADVICE = "remove it or rerun with --overwrite to start the run again"
+READ_ADVICE = "restore it, or remove it to use the model without the run's class names"
+
+
+def read_json(path, what="file", advice=TRAIN_ADVICE):
     """The JSON object in `path`.
+
+    Args:
+        path: the file.
+        what: what the file is, for the message ("run config").
+        advice: what the user can do about a bad file, for the message (the trainer's by default).
 
     Raises:
         ValueError: one line naming `path` when it is empty, truncated, not JSON or not an object.
@@ -111,15 +120,9 @@ def read_json(path, what="file"):
         value = json.loads(path.read_bytes().decode("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ValueError(
-            f"{what} {path} is not readable JSON ({reason}); "
-            f"remove it or rerun with --overwrite to start the run again."
-        ) from None
+        raise ValueError(f"{what} {path} is not readable JSON ({reason}); {advice}.") from None
     if not isinstance(value, dict):
-        raise ValueError(
-            f"{what} {path} must hold a JSON object; found {type(value).__name__}; "
-            f"rerun with --overwrite to start the run again."
-        )
+        raise ValueError(f"{what} {path} must hold a JSON object; found {type(value).__name__}; {advice}.")
     return value
 
 
@@ -397,7 +400,7 @@ def load_run_model(path):
             run's config.json is unreadable (one line naming the file).
     """
     model_path, config_path = _model_file(path)
-    config = read_json(config_path, "run config") if config_path.is_file() else {}
+    config = read_json(config_path, "run config", READ_ADVICE) if config_path.is_file() else {}
     return load_keras_file(model_path), config
 
 
@@ -406,5 +409,5 @@ def run_class_names(run_dir):
     config_path = pathlib.Path(run_dir) / CONFIG
     if not config_path.is_file():
         return None
-    names = (read_json(config_path, "run config").get("dataset") or {}).get("class_names")
+    names = (read_json(config_path, "run config", READ_ADVICE).get("dataset") or {}).get("class_names")
     return [str(n) for n in names] if names else None

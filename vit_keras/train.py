@@ -313,7 +313,7 @@ def _open_run(config, asked_precision=None):
     return run, run.phase()
 
 
-def _write_config(run, config, data, plan, model, setup):
+def _write_config(run, config, data, plan, model, setup, xla):
     if run.has_config():
         return
     splits = data["splits"]
@@ -340,6 +340,7 @@ def _write_config(run, config, data, plan, model, setup):
             "global_batch": plan.global_batch,
             "distribute": {"mode": plan.mode, "replicas": plan.num_replicas},
             "precision": {"policy": config.precision, "reason": setup["precision_reason"]},
+            "xla": {"jit_compile": xla["jit_compile"], "reason": xla["reason"]},
             "cpu_threads": setup["cpu_threads"],
         },
     )
@@ -476,7 +477,7 @@ def _fit(config, run, plan, callbacks, setup):
     folder = run.path if plan.is_chief else pathlib.Path(plan.output_path(run.path))
     if plan.is_chief:
         folder.mkdir(parents=True, exist_ok=True)
-        _write_config(run, config, data, plan, model, setup)
+        _write_config(run, config, data, plan, model, setup, xla)
         run.set_phase("training")
     _announce(config, run, data, model, resume, setup, xla)
     accuracies = [h["val_accuracy"] for h in (resume or {}).get("history", []) if h.get("val_accuracy") is not None]

@@ -20,6 +20,37 @@ JIT_CHOICES = ("auto", "on", "off")
 PREPROCESSING_CHOICES = tuple(NORMALIZATIONS) + ("none",)
 # Options that change nothing a run computes: a rerun may differ in them and still resume.
 RUN_ONLY_OPTIONS = ("output", "overwrite", "quiet")
+MAX_SEED = 2**32 - 1  # Keras' and NumPy's seeds are unsigned 32-bit integers
+MAX_TOKENS = 128 * 128  # patch tokens per image: a 128 x 128 grid, e.g. 2048 px at patch 16
+MAX_PARAMETERS = 2**31  # about 2.1 B weights (ViT-H/14 has 632 M): beyond it the weights alone take 8+ GiB
+
+
+def uses_data_dir(dataset):
+    """Whether dataset spec `dataset` reads `--data-dir`: "mnist" (its IDX files, else TFDS) and "tfds:NAME".
+
+    >>> uses_data_dir("mnist"), uses_data_dir("tfds:cifar10"), uses_data_dir("folder:photos")
+    (True, True, False)
+    """
+    return dataset == "mnist" or (isinstance(dataset, str) and dataset.startswith("tfds:"))
+
+
+def check_data_dir(dataset, data_dir):
+    """Raise a one-line ValueError when `--data-dir` is given with a dataset that does not read it.
+
+    Args:
+        dataset: the `--dataset` spec.
+        data_dir: the `--data-dir` folder, or None.
+
+    Raises:
+        ValueError: `data_dir` is given and `dataset` is neither "mnist" nor "tfds:NAME" (the
+            folder would be ignored).
+    """
+    if data_dir is not None and not uses_data_dir(dataset):
+        raise ValueError(
+            f"--data-dir applies to --dataset mnist and tfds:NAME only; found --data-dir {data_dir!r} with "
+            f"--dataset {dataset!r}, which would ignore it: drop --data-dir (idx:PATH, npz:PATH and folder:PATH "
+            "name their data in the spec; mnist-sample is bundled)."
+        )
 
 
 def flag(name):
@@ -130,6 +161,7 @@ def _check_choices(config):
         value = getattr(config, name)
         if value is not None and (not isinstance(value, str) or not value):
             _fail(name, "a non-empty path", value)
+    check_data_dir(config.dataset, config.data_dir)
 
 
 def _check_counts(config):
@@ -149,10 +181,12 @@ def _check_counts(config):
         value = getattr(config, name)
         if value is not None and not (_is_int(value) and value > 0):
             _fail(name, "a positive integer", value)
-    for name in ("early_stopping", "backup_every", "seed"):
+    for name in ("early_stopping", "backup_every"):
         value = getattr(config, name)
         if not (_is_int(value) and value >= 0):
             _fail(name, "an integer >= 0", value)
+    if not (_is_int(config.seed) and 0 <= config.seed <= MAX_SEED):
+        _fail("seed", f"an integer in [0, {MAX_SEED}]", config.seed)
 
 
 def _check_rates(config):
@@ -188,10 +222,29 @@ def _check_model(config):
             f"--image-size {size} is not divisible by the patch size {patch}: "
             f"choose an image size that is a multiple of {patch}."
         )
+    if size is not None and (size // patch) ** 2 > MAX_TOKENS:
+        raise ValueError(
+            f"--image-size {size} at patch size {patch} makes {(size // patch) ** 2:,} patch tokens per image; "
+            f"at most {MAX_TOKENS:,} ({math.isqrt(MAX_TOKENS)} x {math.isqrt(MAX_TOKENS)}) are supported: "
+            "choose a smaller --image-size or a larger --patch-size."
+        )
     embed = config.embed_dim or ARCHITECTURES[config.preset]["embed_dim"]
     heads = config.num_heads or ARCHITECTURES[config.preset]["num_heads"]
     if embed % heads:
         raise ValueError(f"--embed-dim {embed} must be divisible by --num-heads {heads}.")
+    _check_model_size(config, embed)
+
+
+def _check_model_size(config, embed):
+    """Refuse a model whose encoder has more than `MAX_PARAMETERS` weights (it would not fit in memory)."""
+    depth = config.depth or ARCHITECTURES[config.preset]["depth"]
+    mlp = config.mlp_dim or ARCHITECTURES[config.preset]["mlp_dim"]
+    parameters = depth * (4 * embed * embed + 2 * embed * mlp)  # attention and MLP weights of the blocks
+    if parameters > MAX_PARAMETERS:
+        raise ValueError(
+            f"--depth {depth}, --embed-dim {embed} and --mlp-dim {mlp} make an encoder of about {parameters:,} "
+            f"weights; at most {MAX_PARAMETERS:,} are supported: choose smaller values."
+        )
 
 
 def _check_flags(config):

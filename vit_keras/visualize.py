@@ -6,6 +6,7 @@ written as PNG (matplotlib figures outside pyplot) through a temporary file, so 
 leaves no half-written file. `plot_run` draws a run's pictures (`vit-keras plot RUN_DIR`).
 """
 
+import csv
 import logging
 import os
 import uuid
@@ -19,12 +20,15 @@ from vit_keras.architectures import POOLINGS
 from vit_keras.layers import PositionEmbedding, TransformerEncoderBlock
 from vit_keras.layers.position_embedding import _bilinear_matrix
 from vit_keras.runs import load_run_model
-from vit_keras.validation import check_choice
+from vit_keras.validation import check_choice, check_positive
 
 logger = logging.getLogger(__name__)
 
 PANEL_INCHES = 3.0  # side of one picture panel
 DPI = 100
+MAX_ATTENTION_ROWS = 64  # images in one attention picture (64 rows: 900 x 19,200 pixels)
+MAX_FIGURE_INCHES = 50.0  # side of the position-embedding picture (5,000 pixels)
+MAX_CONFUSION_CLASSES = 1000  # classes of a confusion-matrix picture (8 MB of counts)
 
 _attention_models = weakref.WeakKeyDictionary()  # model -> its attention-weights model
 
@@ -85,6 +89,7 @@ def attention_scores_model(model):
 
 def attention_scores(model, images, batch_size=64):
     """Every encoder block's attention weights for `images`: a list of (batch, heads, T, T) arrays."""
+    check_positive("batch_size", batch_size)
     images = _check_images(model, images)
     scores = attention_scores_model(model).predict(images, batch_size=batch_size, verbose=0)
     return list(scores) if isinstance(scores, (list, tuple)) else [scores]
@@ -92,7 +97,12 @@ def attention_scores(model, images, batch_size=64):
 
 def _check_images(model, images):
     """`images` as a float32 batch that fits `model`; a ValueError naming the mismatch otherwise."""
-    images = np.asarray(images)
+    try:
+        images = np.asarray(images)
+    except ValueError:  # a ragged sequence
+        raise ValueError(
+            f"images must be one array of equally shaped images; found a ragged {type(images).__name__}."
+        ) from None
     if not np.issubdtype(images.dtype, np.number) or np.issubdtype(images.dtype, np.complexfloating):
         raise ValueError(f"images must be real numbers; found dtype {images.dtype}.")
     expected = tuple(model.input_shape[1:])
@@ -135,9 +145,19 @@ def rollout(scores, num_prefix_tokens=1, pooling="token"):
     (`pooling="gap"`), the names of `ViT`'s `pooling`.
     """
     check_choice("pooling", pooling, POOLINGS)
+    scores = [np.asarray(layer_scores, dtype=np.float64) for layer_scores in scores]
+    if not scores or any(a.ndim != 4 or a.shape[-1] != a.shape[-2] or a.shape != scores[0].shape for a in scores):
+        raise ValueError(
+            f"scores must be a non-empty list of (batch, heads, T, T) arrays of one shape; found shapes "
+            f"{[a.shape for a in scores]}."
+        )
+    if not all(np.all(np.isfinite(a)) for a in scores):
+        raise ValueError(
+            "scores must be finite; found NaN or infinite attention weights (are the model's weights finite?)."
+        )
     joint = None
-    for layer_scores in scores:
-        attention = np.asarray(layer_scores, dtype=np.float64).mean(axis=1)
+    for attention in scores:
+        attention = attention.mean(axis=1)
         attention = attention + np.eye(attention.shape[-1])
         attention /= attention.sum(axis=-1, keepdims=True)
         joint = attention if joint is None else attention @ joint
@@ -160,6 +180,7 @@ def attention_rollout(model, images, batch_size=64):
         Bilinear upsampling of the patch grid (align_corners=False).
     """
     _encoder_blocks(model)  # a clear error for a model without attention layers
+    check_positive("batch_size", batch_size)
     images = _check_images(model, images)
     pooling = "gap" if getattr(model, "pooling", "token") == "gap" else "token"
     (height, width), (rows, cols) = _image_hw(model)
@@ -212,6 +233,11 @@ def attention_map(model, image):
             f"image must be one image of shape (height, width, {channels}) for model {model.name!r}; "
             f"found shape {image.shape}."
         )
+    if not np.issubdtype(image.dtype, np.number) or np.issubdtype(image.dtype, np.complexfloating):
+        raise ValueError(f"image must hold real numbers (raw 0-255 pixels); found dtype {image.dtype}.")
+    low, high = float(np.min(pixels)), float(np.max(pixels))
+    if not (0.0 <= low and high <= 255.0):  # also false for NaN
+        raise ValueError(f"image must hold raw pixels in [0, 255] (the result is uint8); found range [{low}, {high}].")
     (height, width), _ = _image_hw(model)
     resized = _resize(np.asarray(pixels, dtype="float32"), (height, width))
     mask = attention_rollout(model, np.moveaxis(resized, -1, 0)[None] if channels_first else resized[None])[0]
@@ -224,6 +250,8 @@ def attention_map(model, image):
 
 def _check_png_path(path):
     """`path` as a Path whose directory exists (created) and is writable; clear errors otherwise."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or path-like .png file name; found {type(path).__name__} {path!r:.60}.")
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"path must end in .png; found {str(path)!r}.")
@@ -301,6 +329,10 @@ def plot_attention(model, images, path, labels=None):
     grey_batch = expected[-1] == 1 and images.shape[1:] == expected[:-1]
     if images.ndim == len(expected) - 1 or (images.ndim == len(expected) and not grey_batch):
         images = images[None]  # one image
+    if images.ndim and len(images) > MAX_ATTENTION_ROWS:
+        raise ValueError(
+            f"images: plot_attention draws at most {MAX_ATTENTION_ROWS} images (rows); found {len(images)}."
+        )
     path = _check_png_path(path)
     maps = attention_rollout(model, images)
     row_labels = _row_labels(model, _check_images(model, images), labels)
@@ -368,6 +400,12 @@ def plot_position_embeddings(model, path, size_inches=6.0):
     embedding of patch (i, j) and those of all patches. The PNG is `size_inches * 100` pixels
     square. Returns the path.
     """
+    if (
+        isinstance(size_inches, bool)
+        or not isinstance(size_inches, (int, float))
+        or not 1 <= size_inches <= MAX_FIGURE_INCHES
+    ):
+        raise ValueError(f"size_inches must be a number in [1, {MAX_FIGURE_INCHES:g}]; found {size_inches!r}.")
     path = _check_png_path(path)
     similarity = position_similarity(model)
     rows, cols = similarity.shape[:2]
@@ -398,6 +436,7 @@ def plot_position_embeddings(model, path, size_inches=6.0):
 
 def confusion_matrix(labels, predictions, num_classes):
     """(num_classes, num_classes) counts: row = true class, column = predicted class."""
+    check_positive("num_classes", num_classes)
     labels, predictions = np.asarray(labels).reshape(-1), np.asarray(predictions).reshape(-1)
     if labels.shape != predictions.shape:
         raise ValueError(
@@ -421,12 +460,20 @@ def plot_confusion_matrix(labels, predictions, path, class_names=None, num_class
 
     Colours are row-normalised (recall per class); each cell shows its count. Returns the path.
     """
+    for name, values in (("labels", labels), ("predictions", predictions)):
+        values = np.asarray(values)
+        if not values.size or not np.issubdtype(values.dtype, np.integer):
+            raise ValueError(
+                f"{name} must be a non-empty array of integer classes; "
+                f"found dtype {values.dtype}, shape {values.shape}."
+            )
     if num_classes is None:
         num_classes = (
-            len(class_names)
-            if class_names is not None
-            else (int(max(np.max(labels, initial=0), np.max(predictions, initial=0))) + 1)
+            len(class_names) if class_names is not None else (int(max(np.max(labels), np.max(predictions))) + 1)
         )
+    check_positive("num_classes", num_classes)
+    if num_classes > MAX_CONFUSION_CLASSES:
+        raise ValueError(f"num_classes must be at most {MAX_CONFUSION_CLASSES} for a picture; found {num_classes}.")
     if class_names is not None and len(class_names) != num_classes:
         raise ValueError(f"class_names must have num_classes={num_classes} entries; found {len(class_names)}.")
     path = _check_png_path(path)
@@ -467,7 +514,7 @@ def _run_splits(model, dataset, data_dir=None, seed=0):
     (height, width), _ = _image_hw(model)
     splits = vdata.load_dataset(dataset, data_dir=data_dir, image_size=(height, width), val_fraction=0.0, seed=seed)
     classes = model.output_shape[-1]
-    if splits.num_classes > classes:
+    if getattr(model, "include_top", True) and splits.num_classes > classes:
         raise ValueError(f"dataset {dataset!r} has {splits.num_classes} classes; the model predicts {classes}.")
     return splits
 
@@ -497,13 +544,16 @@ class PlotResult(dict):
         logger.warning("vit-keras plot: skipped %s.png: %s", name, reason)
 
 
-def _check_run_dir(run_dir, examples):
-    """(run_dir Path, has metrics.csv, has model.keras); clear errors for bad arguments."""
-    if isinstance(examples, bool) or not isinstance(examples, int) or examples < 0:
-        raise ValueError(f"examples must be a non-negative integer; found {examples!r}.")
+def _check_run_dir(run_dir, examples, out_dir):
+    """(run_dir Path, out_dir Path, has metrics.csv, has model.keras); clear errors for bad arguments."""
+    if isinstance(examples, bool) or not isinstance(examples, int) or not 0 <= examples <= MAX_ATTENTION_ROWS:
+        raise ValueError(f"examples must be an integer in [0, {MAX_ATTENTION_ROWS}]; found {examples!r}.")
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"RUN_DIR: {run_dir} is not a directory.")
+    out_dir = Path(out_dir) if out_dir is not None else run_dir
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"out_dir: {out_dir} exists and is not a directory; expected a folder for the PNGs.")
     has_metrics, has_model = (run_dir / "metrics.csv").is_file(), (run_dir / "model.keras").is_file()
     if not (has_metrics or has_model):
         found = sorted(p.name for p in run_dir.iterdir())
@@ -511,20 +561,51 @@ def _check_run_dir(run_dir, examples):
             f"RUN_DIR: {run_dir} holds neither metrics.csv nor model.keras (a `vit-keras train` "
             f"run directory); found {found or 'nothing'}."
         )
-    return run_dir, has_metrics, has_model
+    return run_dir, out_dir, has_metrics, has_model
 
 
-def _plot_test_pictures(model, splits, out_dir, examples, batch_size, result):
+def _check_metrics(metrics_csv):
+    """A one-line ValueError naming `metrics_csv` when it does not read as a CSV of epochs with a loss or accuracy."""
+    from vit_keras.curves import read_metrics
+
+    try:
+        columns = read_metrics(metrics_csv)
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise ValueError(f"metrics_csv: {metrics_csv} is not a readable CSV file ({type(error).__name__}).") from None
+    if not any(key in columns for key in ("loss", "accuracy", "val_loss", "val_accuracy")):
+        raise ValueError(
+            f"metrics_csv: {metrics_csv} has no loss or accuracy column; "
+            f"found columns {sorted(map(str, columns))[:10]}."
+        )
+
+
+def _check_plot_model(model, what):
+    """A one-line ValueError naming the model file when it is not a ViT that can be drawn."""
+    try:
+        _encoder_blocks(model)
+        _image_hw(model)
+    except ValueError as error:
+        raise ValueError(f"model {what}: {error}") from None
+    from vit_keras.predict import check_finite_weights
+
+    check_finite_weights(model, what)
+
+
+def _plot_test_pictures(model, splits, staged, examples, batch_size, result):
     """confusion_matrix.png on the test split, attention.png on its first images (else another split's)."""
     num_classes = model.output_shape[-1]
-    if splits.test is not None:
+    if not getattr(model, "include_top", True):
+        result.skip("confusion_matrix", "the model has no classification head (include_top=False)")
+    elif num_classes > MAX_CONFUSION_CLASSES:
+        result.skip("confusion_matrix", f"the model predicts {num_classes} classes (at most {MAX_CONFUSION_CLASSES})")
+    elif splits.test is not None:
         test = _batches(model, splits.test, batch_size)
         labels = np.concatenate([np.argmax(y, axis=-1) for _, y in test.as_numpy_iterator()])
         predictions = np.argmax(model.predict(test, verbose=0), axis=-1)
         names = list(splits.class_names)[:num_classes]
         names += [str(i) for i in range(len(names), num_classes)]
         result["confusion_matrix"] = plot_confusion_matrix(
-            labels, predictions, out_dir / "confusion_matrix.png", class_names=names
+            labels, predictions, staged("confusion_matrix"), class_names=names
         )
     else:
         result.skip("confusion_matrix", "the dataset has no test split")
@@ -535,9 +616,31 @@ def _plot_test_pictures(model, splits, out_dir, examples, batch_size, result):
     result["attention"] = plot_attention(
         model,
         keras.ops.convert_to_numpy(images),
-        out_dir / "attention.png",
+        staged("attention"),
         labels=np.argmax(keras.ops.convert_to_numpy(labels), axis=-1),
     )
+
+
+class _Staging:
+    """Pictures drawn under temporary names in `out_dir`, renamed to NAME.png only when all are drawn."""
+
+    def __init__(self, out_dir):
+        self.out_dir, self.token, self.drawn = out_dir, uuid.uuid4().hex[:8], []
+
+    def __call__(self, name):
+        path = self.out_dir / f".{name}.{self.token}.partial.png"
+        self.drawn.append((path, self.out_dir / f"{name}.png"))
+        return path
+
+    def commit(self, result):
+        for temporary, final in self.drawn:
+            os.replace(temporary, final)
+        for name, path in result.items():
+            result[name] = next(final for temporary, final in self.drawn if temporary == Path(path))
+
+    def discard(self):
+        for temporary, _ in self.drawn:
+            temporary.unlink(missing_ok=True)
 
 
 def plot_run(run_dir, out_dir=None, dataset=None, data_dir=None, examples=4, batch_size=128):
@@ -547,29 +650,55 @@ def plot_run(run_dir, out_dir=None, dataset=None, data_dir=None, examples=4, bat
     confusion_matrix.png (on the run's test split), attention.png (rollout maps of the first
     `examples` test images, or of training images when the dataset has no test split) and
     position_embeddings.png. A picture that cannot be drawn (no metrics.csv, no model.keras, no
-    test split) is skipped, with a logged warning that says why.
+    test split, a model without a classification head) is skipped, with a logged warning that
+    says why. Every input is checked and every picture drawn before any is written: a failure
+    leaves the output folder as it was.
+
+    Args:
+        run_dir: a `vit-keras train` run directory.
+        out_dir: folder of the PNGs (created); default: `run_dir`.
+        dataset: dataset of the confusion matrix; default: the run's, else mnist-sample.
+        data_dir: data folder of `dataset`; default: the run's.
+        examples: images in attention.png, 0 to `MAX_ATTENTION_ROWS` (0: no attention.png).
+        batch_size: prediction batch size (positive).
 
     Returns:
         `PlotResult`: {name: path} of the pictures written; its `skipped` is {name: reason}.
+
+    Raises:
+        FileNotFoundError: `run_dir` is not a run directory.
+        ValueError: a bad argument, an unreadable metrics.csv or model.keras, a model that is not
+            a ViT or holds non-finite weights, a dataset that does not fit the model.
+        OSError: `out_dir` cannot be created or written.
     """
     from vit_keras.curves import plot_training_curves
 
-    run_dir, has_metrics, has_model = _check_run_dir(run_dir, examples)
-    out_dir = Path(out_dir) if out_dir is not None else run_dir
-    result = PlotResult()
+    check_positive("batch_size", batch_size)
+    run_dir, out_dir, has_metrics, has_model = _check_run_dir(run_dir, examples, out_dir)
     if has_metrics:
-        curves = _check_png_path(out_dir / "curves.png")
-        result["curves"] = plot_training_curves(run_dir / "metrics.csv", curves)
-    else:
-        result.skip("curves", f"{run_dir} holds no metrics.csv")
-    if not has_model:
-        for name in ("confusion_matrix", "attention", "position_embeddings"):
-            result.skip(name, f"{run_dir} holds no model.keras")
-        return result
-    model, config = load_run_model(run_dir)
-    run_args = config.get("args", {})
-    dataset = dataset or run_args.get("dataset") or "mnist-sample"
-    splits = _run_splits(model, dataset, data_dir or run_args.get("data_dir"), run_args.get("seed", 0))
-    _plot_test_pictures(model, splits, out_dir, examples, batch_size, result)
-    result["position_embeddings"] = plot_position_embeddings(model, out_dir / "position_embeddings.png")
+        _check_metrics(run_dir / "metrics.csv")
+    model = splits = None
+    if has_model:
+        model, config = load_run_model(run_dir)
+        _check_plot_model(model, str(run_dir / "model.keras"))
+        run_args = config.get("args", {}) if isinstance(config, dict) else {}
+        dataset = dataset or run_args.get("dataset") or "mnist-sample"
+        splits = _run_splits(model, dataset, data_dir or run_args.get("data_dir"), run_args.get("seed", 0))
+    _check_png_path(out_dir / "curves.png")  # creates out_dir; a clear error when it cannot be written
+    result, staged = PlotResult(), _Staging(out_dir)
+    try:
+        if has_metrics:
+            result["curves"] = plot_training_curves(run_dir / "metrics.csv", staged("curves"))
+        else:
+            result.skip("curves", f"{run_dir} holds no metrics.csv")
+        if model is None:
+            for name in ("confusion_matrix", "attention", "position_embeddings"):
+                result.skip(name, f"{run_dir} holds no model.keras")
+        else:
+            _plot_test_pictures(model, splits, staged, examples, batch_size, result)
+            result["position_embeddings"] = plot_position_embeddings(model, staged("position_embeddings"))
+        staged.commit(result)
+    except BaseException:
+        staged.discard()
+        raise
     return result

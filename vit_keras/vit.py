@@ -10,7 +10,7 @@ Code written for that library runs unchanged, on any backend:
 Same functions, argument names, defaults and meanings (`vit_b16`, `vit_b32`, `vit_l16`,
 `vit_l32`, `build_model`, `preprocess_inputs`, `load_pretrained`); the models are
 `vit_keras.ViT` and the weights come from Google's official `.npz` releases, cached by
-`keras.utils.get_file` in the same place and under the same names as before
+`vit_keras.pretrained.download` in the same place and under the same names as before
 (`~/.keras/weights/ViT-B_16_imagenet21k+imagenet2012.npz`). Where the old library
 asserted, this module raises a ValueError.
 """

@@ -93,11 +93,25 @@ def _class_text(indices, class_names):
     return shown + (f" and {len(indices) - 5} more" if len(indices) > 5 else "")
 
 
+def _check_within_training_classes(labels_by_origin, num_classes):
+    """Raise a one-line ValueError naming a non-train split whose labels go past the train labels' classes."""
+    (train_origin, _), *others = labels_by_origin.items()
+    for origin, labels in others:
+        beyond = np.flatnonzero(labels >= num_classes)
+        if beyond.size:
+            index = int(beyond[0])
+            raise ValueError(
+                f"{origin}: label {labels[index]} at index {index} is outside the classes 0..{num_classes - 1} of "
+                f"the training labels ({train_origin}; {beyond.size} such labels): a classifier cannot learn a "
+                "class without training examples."
+            )
+
+
 def check_classes(labels_by_origin, class_names=None):
     """The number of classes of the labels {origin: int32 labels}, the first being the train split's.
 
-    Raises a one-line ValueError for a label outside `class_names`, fewer than two classes or a
-    class without training examples.
+    Raises a one-line ValueError for a label outside `class_names`, a label of another split beyond
+    the train split's largest, fewer than two classes or a class without training examples.
     """
     (train_origin, train_labels), *_ = labels_by_origin.items()
     if class_names is not None:
@@ -110,11 +124,13 @@ def check_classes(labels_by_origin, class_names=None):
                     f"of the {num_classes} class names."
                 )
     else:
-        num_classes = int(max(labels.max() for labels in labels_by_origin.values())) + 1
+        num_classes = int(train_labels.max()) + 1
     if num_classes < 2:
         raise ValueError(
             f"{train_origin}: a classifier needs at least two classes; every label is 0 ({len(train_labels)} examples)."
         )
+    if class_names is None:
+        _check_within_training_classes(labels_by_origin, num_classes)
     missing = np.flatnonzero(np.bincount(train_labels, minlength=num_classes) == 0)
     if missing.size:
         which = f"class {_class_text(missing, class_names)} of classes 0..{num_classes - 1} has"

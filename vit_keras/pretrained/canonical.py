@@ -188,13 +188,23 @@ def check_names(variables, weights, source):
 
 
 def adapt_input_channels(kernel, channels, source="checkpoint"):
-    """A (P, P, C, D) patch kernel for `channels` input channels, as timm's `adapt_input_conv`.
+    """A (P, P, 3, D) patch kernel for `channels` input channels, as timm's `adapt_input_conv`.
 
     One channel: the sum over the checkpoint's channels (a grey image through an RGB filter).
-    More channels than the checkpoint's: its channels repeated and scaled by C / channels.
+    Another count: the RGB channels repeated and scaled by 3 / channels.
+
+    Raises:
+        CheckpointError: for a kernel of another channel count than 3 (timm adapts RGB
+            kernels only: a 4-channel kernel cut to 3 would compute something else).
     """
     kernel = np.asarray(kernel)
     found = kernel.shape[2]
+    if found != 3:
+        raise CheckpointError(
+            f"{source}: weight 'patch_embedding/kernel' has {found} input channels and the model {channels}; "
+            "only a 3-channel (RGB) kernel is adapted to another channel count: build the model with "
+            f"in_channels={found}."
+        )
     if channels == 1:
         adapted = kernel.sum(axis=2, keepdims=True)
     else:
@@ -208,6 +218,39 @@ def adapt_input_channels(kernel, channels, source="checkpoint"):
         "summed over channels" if channels == 1 else "channels repeated and rescaled",
     )
     return adapted.astype(kernel.dtype)
+
+
+def _numpy_dtype(variable):
+    """The NumPy dtype of `variable`'s values (float32 where NumPy does not know the name)."""
+    try:
+        return np.dtype(keras.backend.standardize_dtype(variable.dtype))
+    except TypeError:
+        return np.dtype("float32")
+
+
+def _check_floating(name, array, source):
+    """Raise a CheckpointError unless `array` holds real floating-point numbers."""
+    if not np.issubdtype(array.dtype, np.floating):
+        raise CheckpointError(
+            f"{source}: weight {name!r} has dtype {array.dtype}; expected floating-point values "
+            "(float16, bfloat16, float32 or float64): the file is corrupt or not a checkpoint of weights."
+        )
+
+
+def _as_variable_values(name, array, weight, source):
+    """`array` cast to `weight`'s dtype; a CheckpointError where a value overflows it.
+
+    Done before any variable is assigned, so that no cast can fail halfway through a load.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        cast = array.astype(_numpy_dtype(weight.variable))
+    if not np.isfinite(cast).all():
+        raise CheckpointError(
+            f"{source}: weight {name!r} has values beyond the range of the model's {weight.dtype} "
+            f"(largest magnitude {float(np.abs(array).max()):.3g}): the file is corrupt, or the model's dtype "
+            "is too narrow for it."
+        )
+    return cast
 
 
 def _fit(name, array, weight, context):
@@ -268,14 +311,16 @@ def assign_weights(model, weights, source="checkpoint", interpolation="bilinear"
     for name, weight in variables.items():
         if name in skipped:
             continue
-        array = _fit(name, np.asarray(weights[name]), weight, context)
+        array = np.asarray(weights[name])
+        _check_floating(name, array, source)
+        array = _fit(name, array, weight, context)
         expected = weight.shape
         if array.shape != expected:
             if name.startswith(_OPTIONAL):
                 skipped.append(name)
                 continue
             raise CheckpointError(f"{source}: weight {name!r} has shape {array.shape}; the model expects {expected}.")
-        plan.append((name, weight, array))
+        plan.append((name, weight, _as_variable_values(name, array, weight, source)))
     for group in _OPTIONAL:  # a layer loads whole or not at all
         if any(name.startswith(group) for name in skipped):
             skipped += [name for name, _, _ in plan if name.startswith(group)]
@@ -292,12 +337,13 @@ def _write(plan):
     for _, weight, array in plan:
         variable = weight.variable
         if weight.index == ():
-            variable.assign(np.reshape(array, variable.shape).astype(variable.dtype))
+            variable.assign(np.reshape(array, variable.shape))
         else:
             blocks.setdefault(id(variable), (variable, []))[1].append((weight, array))
     for variable, parts in blocks.values():
         covered = sum(int(np.prod(weight.shape)) for weight, _ in parts) == int(np.prod(variable.shape))
-        value = np.zeros(variable.shape, "float32") if covered else keras.ops.convert_to_numpy(variable).copy()
+        dtype = _numpy_dtype(variable)
+        value = np.zeros(variable.shape, dtype) if covered else keras.ops.convert_to_numpy(variable).astype(dtype)
         for weight, array in parts:
             weight.write(value, array)
-        variable.assign(value.astype(variable.dtype))
+        variable.assign(value)

@@ -15,7 +15,12 @@ from vit_keras.model import ViT
 from vit_keras.pretrained.download import download
 from vit_keras.pretrained.files import check_sha256, checkpoint_file, read_checkpoint, read_json_object
 from vit_keras.pretrained.hub import hub_snapshot, is_hub_source, parse_hub_source
-from vit_keras.pretrained.huggingface import head_arguments, preprocessing_of, vit_arguments
+from vit_keras.pretrained.huggingface import (
+    check_config_matches_weights,
+    head_arguments,
+    preprocessing_of,
+    vit_arguments,
+)
 from vit_keras.pretrained.loader import load_local
 from vit_keras.pretrained.registry import ALIASES, PUBLISHED, published_names, resolve_published
 
@@ -111,6 +116,8 @@ def create_model(name, pretrained=None, checkpoint_path=None, sha256=None, cache
             cannot compute (see `vit_keras.pretrained.huggingface.vit_arguments`), before
             anything is built.
     """
+    if pretrained is not None and not isinstance(pretrained, bool):
+        raise TypeError(f"pretrained must be True, False or None; found {pretrained!r}.")
     if _is_snapshot_source(name):
         if checkpoint_path is not None:
             raise ValueError(f"checkpoint_path is for published names; {name!r} names its own weights.")
@@ -139,7 +146,7 @@ def _is_snapshot_source(name):
     """True for `hf://ORG/NAME` or a folder (a Hugging Face model) rather than an architecture name."""
     if isinstance(name, pathlib.PurePath):
         return True
-    if not isinstance(name, str) or name.partition(".")[0] in ARCHITECTURES:
+    if not isinstance(name, str) or not name or name.partition(".")[0] in ARCHITECTURES:
         return False
     return is_hub_source(name) or pathlib.Path(name).expanduser().is_dir()
 
@@ -173,6 +180,7 @@ def _create_from_snapshot(source, pretrained, sha256, cache_dir, overrides):
         if sha256 is not None:
             check_sha256(checkpoint_file(folder), sha256)
         arrays = read_checkpoint(folder)
+        check_config_matches_weights(arguments, arrays, folder / "config.json", checkpoint_file(folder))
         arguments.update(head_arguments(arrays))
     model = ViT(**{"name": label, **arguments, **overrides})
     if pretrained:

@@ -45,6 +45,19 @@ def sha256_of(path):
     return digest.hexdigest()
 
 
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def checked_sha256(sha256):
+    """`sha256` as 64 lower-case hex digits (None stays None); a ValueError for anything else."""
+    if sha256 is None:
+        return None
+    digest = str(sha256).strip().lower()
+    if not _SHA256.match(digest):
+        raise ValueError(f"sha256 must be 64 hexadecimal digits (a SHA-256 digest); found {sha256!r:.80}.")
+    return digest
+
+
 def check_sha256(path, expected):
     """Raise a CheckpointError if the file's sha256 is not `expected` (a hex string)."""
     if is_shard_index(path):
@@ -52,7 +65,7 @@ def check_sha256(path, expected):
             f"sha256= verifies one file; {path} is the index of a sharded checkpoint (several files): "
             "check each shard's digest instead."
         )
-    expected = str(expected).strip().lower()
+    expected = checked_sha256(expected)
     found = sha256_of(path)
     if found != expected:
         raise CheckpointError(
@@ -171,6 +184,34 @@ def safetensors_header(path):
     if not isinstance(header, dict):
         raise CheckpointError(f"{path} is corrupt: its header is not a JSON object: {REMEDY}.")
     return header
+
+
+def _safetensors_size(path, header):
+    """The size in bytes that a `.safetensors` file with `header` must have."""
+    with open(path, "rb") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+    try:
+        ends = [int(entry["data_offsets"][1]) for key, entry in header.items() if key != "__metadata__"]
+    except (TypeError, KeyError, IndexError, ValueError):
+        raise CheckpointError(f"{path} is corrupt: its header has an entry without data_offsets: {REMEDY}.") from None
+    return 8 + length + max(ends, default=0)
+
+
+def check_complete(path):
+    """Raise a CheckpointError unless `path` is a whole checkpoint container, without reading its tensors.
+
+    The file must be a `.npz` or PyTorch zip archive (whose directory, at its end, is there), a
+    PyTorch pickle, or a `.safetensors` file exactly as long as its header says; an HTML page,
+    an empty or truncated file fails with one line naming it. (Flipped bytes inside the tensors
+    are found when they are read, or by sha256.)
+    """
+    path = pathlib.Path(path)
+    if _container(path) == "safetensors":
+        size, expected = path.stat().st_size, _safetensors_size(path, safetensors_header(path))
+        if size != expected:
+            raise CheckpointError(
+                f"{path} is truncated or corrupt: its header describes {expected} bytes, the file has {size}: {REMEDY}."
+            )
 
 
 def checkpoint_metadata(path):

@@ -9,6 +9,7 @@ entries in a `.safetensors` header's metadata. Google `.npz` files split their k
 """
 
 import json
+import numbers
 import pathlib
 
 from vit_keras.pretrained.files import CheckpointError, checkpoint_metadata, read_json_object
@@ -37,14 +38,25 @@ def _heads_of_timm_name(name):
     return _TIMM_SIZES.get(name.split("_")[1])
 
 
-def _heads_in(mapping):
-    """The head count a config or metadata mapping states, or None."""
+def _head_count(value, where, key):
+    """`value` (an int, or digits in a string: metadata values are strings) as a head count."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit() and int(value) > 0:
+        return int(value)
+    raise CheckpointError(
+        f"{where}: {key!r} must be a positive integer (the attention-head count); found {value!r:.60}."
+    )
+
+
+def _heads_in(mapping, where):
+    """The head count a config or metadata mapping states, or None; a CheckpointError for a malformed one."""
     for key in ("num_attention_heads", "num_heads"):
-        if str(mapping.get(key, "")).strip().isdigit():
-            return int(mapping[key])
+        if key in mapping:
+            return _head_count(mapping[key], where, key)
     model_args = mapping.get("model_args")
     if isinstance(model_args, dict) and "num_heads" in model_args:
-        return int(model_args["num_heads"])
+        return _head_count(model_args["num_heads"], where, "model_args.num_heads")
     for key in ("pretrained_cfg", "config"):
         nested = mapping.get(key)
         if isinstance(nested, str):
@@ -52,21 +64,33 @@ def _heads_in(mapping):
                 nested = json.loads(nested)
             except json.JSONDecodeError:
                 nested = None
-        if isinstance(nested, dict) and _heads_in(nested):
-            return _heads_in(nested)
+        if isinstance(nested, dict):
+            heads = _heads_in(nested, where)
+            if heads:
+                return heads
     return _heads_of_timm_name(mapping.get("architecture"))
 
 
 def head_count_hints(path, config, num_heads=None):
-    """[(where, heads)] of every record of the checkpoint's head count."""
+    """[(where, heads)] of every record of the checkpoint's head count.
+
+    Raises:
+        CheckpointError: a record that is no positive integer (naming the file and key).
+        ValueError: a `num_heads` argument that is no positive integer.
+    """
     hints = []
     if num_heads is not None:
+        if isinstance(num_heads, bool) or not isinstance(num_heads, numbers.Integral) or num_heads <= 0:
+            raise ValueError(f"num_heads must be a positive integer (or None); found {num_heads!r}.")
         hints.append(("the num_heads argument", int(num_heads)))
-    if config is not None and _heads_in(config):
-        hints.append((f"{pathlib.Path(path) / 'config.json'}", _heads_in(config)))
-    metadata = checkpoint_metadata(path)
-    if _heads_in(metadata):
-        hints.append(("its safetensors metadata", _heads_in(metadata)))
+    if config is not None:
+        config_path = f"{pathlib.Path(path) / 'config.json'}"
+        heads = _heads_in(config, config_path)
+        if heads:
+            hints.append((config_path, heads))
+    heads = _heads_in(checkpoint_metadata(path), f"{path} (safetensors metadata)")
+    if heads:
+        hints.append(("its safetensors metadata", heads))
     return hints
 
 
@@ -80,12 +104,18 @@ def check_head_count(model_heads, hints, source):
             )
 
 
-def class_names(config):
-    """The class names a config records (transformers `id2label`, timm `label_names`), or None."""
+def class_names(config, config_path="config.json"):
+    """The class names a config records (transformers `id2label`, timm `label_names`), or None.
+
+    Raises:
+        CheckpointError: names that are not strings (naming `config_path` and the key), found
+            before any weight is loaded.
+    """
     if not config:
         return None
     names = config.get("label_names")
-    if isinstance(names, list) and names and all(isinstance(n, str) for n in names):
+    if isinstance(names, list) and names:
+        _check_names(names, config_path, "label_names")
         return list(names)
     id2label = config.get("id2label")
     if isinstance(id2label, dict) and id2label:
@@ -93,6 +123,13 @@ def class_names(config):
             names = [id2label[str(i)] for i in range(len(id2label))]
         except KeyError:
             return None
+        _check_names(names, config_path, "id2label")
         if not all(n == f"LABEL_{i}" for i, n in enumerate(names)):  # transformers' placeholders
             return names
     return None
+
+
+def _check_names(names, config_path, key):
+    wrong = next((n for n in names if not isinstance(n, str)), None)
+    if wrong is not None:
+        raise CheckpointError(f"{config_path}: {key!r} must map to class names (strings); found {wrong!r:.60}.")

@@ -12,6 +12,7 @@ from there without the network.
 
 import os
 import pathlib
+import re
 
 from vit_keras.pretrained.files import DIRECTORY_FILES, CheckpointError, one_line
 
@@ -25,6 +26,8 @@ PYTORCH_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "pytorch_m
 # In order of preference: only the first format a repository holds is downloaded.
 WEIGHT_FORMATS = (SAFETENSORS_FILES, PYTORCH_FILES)
 WEIGHT_FILES = [pattern for weight_format in WEIGHT_FORMATS for pattern in weight_format]
+# One part of a Hub repository id, as huggingface_hub's `validate_repo_id` accepts it.
+_REPO_PART = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")
 NO_WEIGHTS = "holds no model.safetensors or pytorch_model.bin (nor a shard index)"
 
 
@@ -40,8 +43,11 @@ def parse_hub_source(source):
     """(repo_id, revision or None) of `hf://ORG/NAME[@REVISION]`; ValueError for another form."""
     repo, _, revision = source[len(HUB_PREFIX) :].partition("@")
     parts = repo.split("/")
-    if len(parts) != 2 or not all(parts):
-        raise ValueError(f"source must be hf://ORG/NAME or hf://ORG/NAME@REVISION; found {source!r}.")
+    if len(parts) != 2 or not all(_REPO_PART.match(part) for part in parts) or ".." in repo:
+        raise ValueError(
+            f"source must be hf://ORG/NAME or hf://ORG/NAME@REVISION (letters, digits, '-', '_' and '.'); "
+            f"found {source!r}."
+        )
     return repo, revision or None
 
 

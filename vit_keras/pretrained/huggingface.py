@@ -12,13 +12,14 @@ with `preprocessing_of`.
 """
 
 import logging
+import math
 import numbers
 import pathlib
 
 import numpy as np
 
 from vit_keras.architectures import NORMALIZATIONS
-from vit_keras.pretrained.files import read_json_object
+from vit_keras.pretrained.files import CheckpointError, read_json_object
 from vit_keras.pretrained.timm import attention_output, attention_projection, conv_kernel, dense_kernel
 
 _PATCH_KEY = "embeddings.patch_embeddings.projection.weight"
@@ -79,7 +80,7 @@ def huggingface_to_canonical(arrays, num_heads):
         elif rest.startswith("attention.attention.") and part in _PROJECTIONS:
             bias = arrays.get(f"encoder.layer.{block}.attention.attention.{part}.bias")
             if bias is None:
-                bias = np.zeros(np.asarray(array).shape[0], np.float32)  # qkv_bias=False
+                bias = np.zeros(np.shape(array)[:1], np.float32)  # qkv_bias=False
             canonical.update(attention_projection(f"{prefix}/attention/{part}", array, bias, num_heads))
         elif rest == "attention.output.dense.weight":
             bias = arrays.get(f"encoder.layer.{block}.attention.output.dense.bias")
@@ -109,6 +110,37 @@ def head_arguments(arrays):
     return arguments
 
 
+def _shapes_of(arrays):
+    """{ViT argument: value} the shapes of a transformers state dict show (only those it shows)."""
+    arrays = {_strip(k): v for k, v in arrays.items()}
+    found = {}
+    patch = np.shape(arrays.get(_PATCH_KEY, ()))
+    if len(patch) == 4:  # (D, C, P, P)
+        found.update(embed_dim=patch[0], in_channels=patch[1], patch_size=patch[2])
+    mlp = np.shape(arrays.get("encoder.layer.0.intermediate.dense.weight", ()))
+    if len(mlp) == 2:
+        found["mlp_dim"] = mlp[0]
+    layers = {key.split(".")[2] for key in arrays if key.startswith("encoder.layer.")}
+    found["depth"] = len({layer for layer in layers if layer.isdigit()})
+    return found
+
+
+def check_config_matches_weights(arguments, arrays, config_path, weights_path):
+    """Raise a CheckpointError where config.json's sizes contradict the weights' shapes.
+
+    Checked before a model is built: a config.json that lies (a wider, deeper or 1-channel
+    model than its weights) would otherwise build a model of the wrong size first.
+    """
+    keys = {"embed_dim": "hidden_size", "in_channels": "num_channels", "patch_size": "patch_size"}
+    keys.update(mlp_dim="intermediate_size", depth="num_hidden_layers")
+    for name, found in _shapes_of(arrays).items():
+        if name in arguments and arguments[name] != found:
+            raise CheckpointError(
+                f"{config_path}: {keys[name]!r} is {arguments[name]!r}, but the weights in {weights_path} have "
+                f"{found}: the config.json does not belong to these weights; download the model folder again."
+            )
+
+
 log = logging.getLogger("vit_keras")
 
 # ViTConfig key -> ViT argument, for the keys every ViT config.json must state.
@@ -123,7 +155,7 @@ _REQUIRED = {
 # keys a config.json may leave out.
 _OPTIONAL = {
     "num_channels": ("in_channels", 3, "a positive integer", lambda v: isinstance(v, int) and v > 0),
-    "layer_norm_eps": ("layer_norm_epsilon", 1e-12, "a positive number", lambda v: v > 0),
+    "layer_norm_eps": ("layer_norm_epsilon", 1e-12, "a positive finite number", lambda v: 0 < v < math.inf),
     "hidden_dropout_prob": ("dropout", 0.0, "a number in [0, 1)", lambda v: 0 <= v < 1),
     "attention_probs_dropout_prob": ("attention_dropout", 0.0, "a number in [0, 1)", lambda v: 0 <= v < 1),
 }

@@ -43,12 +43,15 @@ def to_canonical(arrays, num_heads, source="checkpoint"):
     silently compute something else.
     """
     kind = detect_format(arrays)
-    if kind == "google":
-        canonical, unused = google_to_canonical(arrays)
-    elif kind == "timm":
-        canonical, unused = timm_to_canonical(arrays, num_heads)
-    else:
-        canonical, unused = huggingface_to_canonical(arrays, num_heads)
+    try:
+        if kind == "google":
+            canonical, unused = google_to_canonical(arrays)
+        elif kind == "timm":
+            canonical, unused = timm_to_canonical(arrays, num_heads)
+        else:
+            canonical, unused = huggingface_to_canonical(arrays, num_heads)
+    except CheckpointError as error:
+        raise CheckpointError(f"{source} ({kind} layout): {error}") from None
     if unused:
         raise CheckpointError(
             f"{source} ({kind} layout) has {len(unused)} weights this ViT has no place for, "
@@ -175,6 +178,9 @@ def load_local(model, path, checkpoint=None, num_heads=None, interpolation="auto
     kind, canonical = to_canonical(arrays, model.num_heads, source=str(path))
     hints = head_count_hints(path, config, num_heads)
     check_head_count(model.num_heads, hints, str(path))
+    names = class_names(config, pathlib.Path(path) / "config.json") or (
+        label_set_names(checkpoint.labels) if checkpoint else None
+    )
     if kind != "google" and not hints:
         log.info(
             "%s records no attention-head count (%s layout); the model's %d is assumed (pass num_heads= to check it).",
@@ -184,7 +190,6 @@ def load_local(model, path, checkpoint=None, num_heads=None, interpolation="auto
         )
     mode, antialias = _resampling(kind, interpolation)
     loaded = assign_weights(model, canonical, source=str(path), interpolation=mode, antialias=antialias)
-    names = class_names(config) or (label_set_names(checkpoint.labels) if checkpoint else None)
     _note_inputs(model, path, checkpoint, names, loaded)
     log.info(
         "loaded %d weights from %s (%s layout, position table: %s%s)",

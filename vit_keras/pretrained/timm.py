@@ -7,6 +7,8 @@ split per head. The helpers here are shared with the Hugging Face converter.
 
 import numpy as np
 
+from vit_keras.pretrained.files import CheckpointError
+
 
 def dense_kernel(weight):
     """(out, in) Linear weight -> (in, out) kernel."""
@@ -21,7 +23,7 @@ def conv_kernel(weight):
 
 def _split_last(array, num_heads):
     """(..., H*d) -> (..., H, d); left as is when it does not divide (assign_weights then names the shape)."""
-    if array.shape[-1] % num_heads:
+    if array.ndim == 0 or array.shape[-1] % num_heads:
         return array
     return array.reshape(array.shape[:-1] + (num_heads, array.shape[-1] // num_heads))
 
@@ -37,7 +39,7 @@ def attention_projection(prefix, weight, bias, num_heads):
 def attention_output(prefix, weight, bias, num_heads):
     """Canonical attention output kernel (H, D/H, D) and bias (D,) from a torch Linear."""
     kernel = dense_kernel(weight)
-    if kernel.shape[0] % num_heads == 0:
+    if kernel.ndim and kernel.shape[0] % num_heads == 0:
         kernel = kernel.reshape((num_heads, kernel.shape[0] // num_heads) + kernel.shape[1:])
     converted = {f"{prefix}/kernel": kernel}
     if bias is not None:  # absent: assign_weights reports it missing
@@ -74,11 +76,27 @@ _TOP_PARAMS = {
 }
 
 
+def _split_qkv(key, array, bias_key, bias):
+    """The fused (3D, D) `qkv` weight and (3D,) bias split into query, key and value.
+
+    Raises a CheckpointError naming the key for a weight or bias that does not split in three.
+    """
+    array = np.asarray(array)
+    if array.ndim != 2 or array.shape[0] % 3:
+        raise CheckpointError(f"weight {key!r} has shape {array.shape}; expected (3 * D, D), a fused qkv weight.")
+    bias = np.zeros(array.shape[0], np.float32) if bias is None else np.asarray(bias)
+    if bias.shape != (array.shape[0],):
+        raise CheckpointError(
+            f"weight {bias_key!r} has shape {bias.shape}; expected ({array.shape[0]},), its qkv bias."
+        )
+    return zip(("query", "key", "value"), np.split(array, 3), np.split(bias, 3))
+
+
 def timm_to_canonical(arrays, num_heads):
     """Convert a timm ViT state dict; returns (canonical dict, keys it did not recognise).
 
     The fused `attn.qkv` (3D, D) is split into query, key and value in that order and
-    reshaped to `num_heads` heads.
+    reshaped to `num_heads` heads; a CheckpointError names a `qkv` weight or bias that does not split.
     """
     arrays = {k.removeprefix("module."): v for k, v in arrays.items()}
     canonical, unused = {}, []
@@ -94,12 +112,8 @@ def timm_to_canonical(arrays, num_heads):
             name, convert = _BLOCK_PARAMS[rest]
             canonical[f"encoder_block_{block}/{name}"] = convert(array)
         elif rest == "attn.qkv.weight":
-            qkv_bias = arrays.get(f"blocks.{block}.attn.qkv.bias")
-            if qkv_bias is None:
-                qkv_bias = np.zeros(np.asarray(array).shape[0], np.float32)
-            for part, weight, bias in zip(
-                ("query", "key", "value"), np.split(np.asarray(array), 3), np.split(qkv_bias, 3)
-            ):
+            bias_key = f"blocks.{block}.attn.qkv.bias"
+            for part, weight, bias in _split_qkv(key, array, bias_key, arrays.get(bias_key)):
                 canonical.update(
                     attention_projection(f"encoder_block_{block}/attention/{part}", weight, bias, num_heads)
                 )

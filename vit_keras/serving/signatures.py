@@ -15,7 +15,8 @@ dtypes and shapes (0, classes). A request the model cannot answer fails with an 
 the input (TF Serving returns it as the error text): pixels of the wrong shape; NaN or infinite
 pixels; for a model with a preprocessing layer (it takes raw 0-255 pixels), pixels outside 0..255
 (clip them on the client if that is what is wanted); empty or non-image bytes, a BMP that is not
-8, 24 or 32 bits per pixel. A truncated or damaged file fails in its decoder (`Invalid PNG data`,
+8, 24 or 32 bits per pixel, an image whose header declares more than `MAX_IMAGE_PIXELS` pixels
+(a small file that would decode into gigabytes). A truncated or damaged file fails in its decoder (`Invalid PNG data`,
 `Invalid JPEG data`, ...), at a node under `image_bytes/`. A damaged BMP or GIF body (no
 checksums) cannot be told from a real image.
 
@@ -36,6 +37,9 @@ _SIGNATURES = {  # name: (first bytes, how many of them)
 }
 _BMP_HEADER = 54  # file header (14) + BITMAPINFOHEADER (40)
 _BMP_BITS = (8, 24, 32)
+# The most pixels an encoded image may declare (Pillow's `Image.MAX_IMAGE_PIXELS`): a 400 kB PNG of
+# 20000 x 20000 zeros would otherwise decode into 400 MB per channel, then 4 bytes per value.
+MAX_IMAGE_PIXELS = 89_478_485
 
 
 def image_spec(model):
@@ -107,6 +111,38 @@ def _checked(tensor, condition, message):
 def _little_endian(data, position, dtype):
     size = dtype.size
     return tf.cast(tf.io.decode_raw(tf.strings.substr(data, position, size), dtype)[0], tf.int32)
+
+
+def _header_uint(header, position, size, big_endian):
+    """The unsigned integer of `size` bytes at `position` of the string `header`, as int64."""
+    digits = tf.cast(tf.io.decode_raw(tf.strings.substr(header, position, size), tf.uint8)[:size], tf.int64)
+    weights = tf.constant(
+        [256**i for i in range(size)][::-1] if big_endian else [256**i for i in range(size)], tf.int64
+    )
+    return tf.reduce_sum(digits * weights)
+
+
+def declared_size(data, magic):
+    """(height, width), int64, that the header of the encoded image `data` declares (0 where a
+    header is cut short: the decoder then reports it). `magic`: {format: whether `data` is one}."""
+    header = tf.strings.join([tf.strings.substr(data, 0, 32), tf.constant(b"\0" * 32)])
+
+    def bmp_dim(position):
+        return tf.abs(
+            _header_uint(header, position, 4, False)
+            - tf.where(_header_uint(header, position + 3, 1, False) >= 128, 2**32, 0)
+        )
+
+    def jpeg():
+        return tf.cast(tf.image.extract_jpeg_shape(data)[:2], tf.int64)
+
+    png = tf.stack([_header_uint(header, 20, 4, True), _header_uint(header, 16, 4, True)])
+    gif = tf.stack([_header_uint(header, 8, 2, False), _header_uint(header, 6, 2, False)])
+    bmp = tf.stack([bmp_dim(22), bmp_dim(18)])
+    other = tf.where(
+        magic["PNG"], png, tf.where(magic["GIF"], gif, tf.where(magic["BMP"], bmp, tf.zeros([2], tf.int64)))
+    )
+    return tf.cond(magic["JPEG"], jpeg, lambda: other)
 
 
 def _bmp_palette_to_rgb(data, indices):
@@ -277,7 +313,7 @@ class ServingFunctions:
             where + ["is a truncated BMP: its header declares", declared, "bytes; found", length],
         )
         bits = tf.cond(is_bmp, lambda: _little_endian(data, 28, tf.uint16), lambda: tf.constant(24))
-        return _checked(
+        data = _checked(
             data,
             tf.reduce_any(tf.equal(bits, _BMP_BITS)),
             where
@@ -285,6 +321,20 @@ class ServingFunctions:
                 "is a BMP of",
                 bits,
                 "bits per pixel; only 8-, 24- and 32-bit BMPs are decoded (send a PNG).",
+            ],
+        )
+        magic = {name: tf.equal(tf.strings.substr(data, 0, size), first) for name, (first, size) in _SIGNATURES.items()}
+        size = declared_size(data, magic)
+        return _checked(
+            data,
+            size[0] * size[1] <= MAX_IMAGE_PIXELS,
+            where
+            + [
+                "declares",
+                size[0],
+                "x",
+                size[1],
+                f"pixels (height x width), more than the {MAX_IMAGE_PIXELS} decoded; resize it before sending.",
             ],
         )
 

@@ -8,6 +8,8 @@
 or PyTorch: the `.keras` file holds the architecture and weights independently of the backend, so
 the model rebuilt here computes the same function, and the exported graph is the same whatever
 backend trained it. The options are `vit_keras.export.write_in_tensorflow`'s keyword arguments.
+When the export fails, the last line on stderr is the error in one line (`Type: message`), after
+its traceback; the parent reports that line.
 
 With `--parent-pid`, the worker dies with that process: on Linux the kernel sends it SIGKILL when
 its parent exits (`prctl(PR_SET_PDEATHSIG)`), elsewhere a thread polls the parent's id; and if the
@@ -74,7 +76,14 @@ def main(argv=None):
     from vit_keras.export import write_in_tensorflow
     from vit_keras.runs import load_keras_file
 
-    write_in_tensorflow(load_keras_file(args.model), args.output, **json.loads(args.options_json))
+    try:
+        write_in_tensorflow(load_keras_file(args.model), args.output, **json.loads(args.options_json))
+    except Exception as error:  # the parent reports the last line of stderr: make it the error, in one line
+        import traceback
+
+        traceback.print_exc()
+        message = " | ".join(line.strip() for line in str(error).splitlines() if line.strip())
+        sys.exit(f"{type(error).__name__}: {message}")
 
 
 if __name__ == "__main__":
