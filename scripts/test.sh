@@ -10,10 +10,11 @@
 # VIT_KERAS_TEST_LANES=1 runs the jobs one after another. Extra arguments go to every pytest;
 # with extra arguments the jobs are one per backend and marker (no split by file).
 #
-# The jobs are listed longest first (a clean CI run on 2 cores: TensorFlow single_backend 7.9 min,
-# TensorFlow 8.1, JAX models 1.9, JAX rest 8.1, PyTorch 3.8, test_readme 3.0); the lanes start the
+# The jobs are listed longest first (a clean CI run on 2 cores: TensorFlow single_backend 11.7 min,
+# TensorFlow 13.1, JAX models 5.2, JAX rest 12.6, PyTorch 4.6, test_readme 4.6); the lanes start the
 # first two and then take the rest in order, so they end within minutes of each other (lanes of
-# 16.7 and 16.1 min in that run; 19.5 min in all with the install; 15.5 min on a faster day).
+# 25.7 and 26.1 min in that run, with the VM in its slower state; 29 min in all with the install;
+# about 20 min in its faster state).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh || exit 1

@@ -92,9 +92,9 @@ def half_written(path, write):  # the temporary file is half-written when the ki
 
 import pathlib  # noqa: E402
 
-original_replace = runs._replace_with
+original_replace = runs.write_atomic
 if KILL.startswith("write:"):
-    runs._replace_with = half_written
+    runs.write_atomic = half_written
 if KILL == "evaluate":
     after(train, "evaluate_model", lambda *a, **k: "before")
 if KILL == "export":  # the SavedModel is written into its staging folder, not yet renamed

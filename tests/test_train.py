@@ -371,6 +371,8 @@ def test_cli_trains_a_conv_stem_model(tmp_path, tiny_npz):
         (["--dataset", "folder:/no/such/dir"], "folder /no/such/dir does not exist"),
         (["--image-size", "30"], "--image-size 30 is not divisible by the patch size 7"),
         (["--stem", "conv"], "stem='conv' needs a --patch-size that is a power of two"),
+        # a mistyped path is named before the conv stem's misfit with checkpoints
+        (["--preset", "vit_mnist_tiny", "--weights", "/no/such.npz"], "--weights must be an existing checkpoint"),
         (["--epochs", "0"], "--epochs must be a positive integer; found 0"),
         (["--steps-per-execution", "0"], "--steps-per-execution must be a positive integer; found 0"),
     ],
@@ -378,6 +380,21 @@ def test_cli_trains_a_conv_stem_model(tmp_path, tiny_npz):
 def test_cli_bad_input_fails_before_training(tmp_path, capsys, extra, message):
     code, _, err = run_cli(["train"] + QUICK + ["--output", str(tmp_path / "r")] + extra, capsys)
     assert code == 2 and message in err
+
+
+@pytest.mark.single_backend
+def test_a_dataset_image_size_the_patch_does_not_divide_is_named_with_the_dataset(tmp_path, capsys):
+    from vit_keras import data as vdata
+
+    (x_train, y_train), (x_test, y_test) = vdata.load_npz(vdata.SAMPLE_PATH)
+    path = tmp_path / "cropped.npz"  # 26 x 26 digits: the preset's patch 4 does not divide them
+    np.savez(
+        path, x_train=x_train[:64, 1:-1, 1:-1], y_train=y_train[:64], x_test=x_test[:16, 1:-1, 1:-1], y_test=y_test[:16]
+    )
+    argv = ["train", "--dataset", f"npz:{path}", "--output", str(tmp_path / "r"), "--epochs", "1"]
+    code, _, err = run_cli(argv, capsys)
+    assert code == 2 and "the image size 26 (from the dataset's images (26 x 26)) is not divisible" in err, err
+    assert "pass --image-size with a multiple of 4" in err and not (tmp_path / "r").exists()
     assert not (tmp_path / "r" / "metrics.csv").exists()
 
 

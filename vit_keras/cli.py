@@ -247,7 +247,14 @@ def _add_train_run(parser):
 
 
 def _add_train_parser(commands):
-    parser = _add_command(commands, "train", _train, "train, evaluate and export a ViT", TRAIN_DESCRIPTION)
+    parser = _add_command(
+        commands,
+        "train",
+        _train,
+        "train, evaluate and export a ViT",
+        TRAIN_DESCRIPTION,
+        keywords={"source": "weights"},  # load_pretrained's argument is --weights here
+    )
     for add in (_add_train_data, _add_train_model, _add_train_optimisation, _add_train_run):
         add(parser)
     parser.set_defaults(**dataclasses.asdict(TrainConfig()))  # TrainConfig owns the defaults

@@ -73,8 +73,9 @@ def _temporary(path):
     return path.with_name(f".{base}{_TMP_TAG}{os.getpid()}.{extension}")
 
 
-def _replace_with(path, write):
-    """Call `write(temporary path)`, then rename the temporary file onto `path`."""
+def write_atomic(path, write):
+    """Call `write(temporary path)`, then rename the temporary file onto `path` (a killed writer
+    leaves a hidden temporary file, which `remove_temporaries` deletes, never a half-written `path`)."""
     tmp = _temporary(path)
     try:
         write(tmp)
@@ -86,7 +87,7 @@ def _replace_with(path, write):
 
 def write_text_atomic(path, text):
     """Write `text` to `path` through a temporary file and a rename."""
-    _replace_with(path, lambda tmp: tmp.write_text(text))
+    write_atomic(path, lambda tmp: tmp.write_text(text))
 
 
 def write_json_atomic(path, obj):
@@ -97,7 +98,7 @@ def write_json_atomic(path, obj):
 
 def save_model_atomic(model, path):
     """`model.save(path)` through a temporary `.keras` file and a rename."""
-    _replace_with(path, lambda tmp: model.save(tmp))
+    write_atomic(path, lambda tmp: model.save(tmp))
 
 
 TRAIN_ADVICE = "remove it or rerun with --overwrite to start the run again"
@@ -326,7 +327,7 @@ class RunBackup(keras.callbacks.Callback):
     def _commit(self, epoch):
         self.backup_dir.mkdir(parents=True, exist_ok=True)
         name = f"epoch-{epoch:05d}.weights.h5"
-        _replace_with(self.backup_dir / name, lambda tmp: self.model.save_weights(tmp))
+        write_atomic(self.backup_dir / name, lambda tmp: self.model.save_weights(tmp))
         index = {
             "epoch": epoch,
             "weights": name,

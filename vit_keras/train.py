@@ -137,9 +137,16 @@ def model_config(config, image_shape, num_classes):
     )
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     if any(s % model["patch_size"] for s in size):
+        patch = model["patch_size"]
+        if config.image_size:
+            raise ValueError(
+                f"--image-size {image_size} is not divisible by the patch size {patch}: "
+                f"choose an image size that is a multiple of {patch}."
+            )
+        source = f"the dataset's images ({height} x {width})" if height is not None else f"preset {config.preset}"
         raise ValueError(
-            f"--image-size {image_size} is not divisible by the patch size {model['patch_size']}: "
-            f"choose an image size that is a multiple of {model['patch_size']}."
+            f"the image size {image_size} (from {source}) is not divisible by the patch size {patch}: "
+            f"pass --image-size with a multiple of {patch} (the images are resized to it), or another --patch-size."
         )
     return model
 
@@ -541,7 +548,7 @@ def _evaluate(config, run, model, data, rows, started, plan):
         if "test_loss" in results:
             results.update(test_examples=data["splits"].sizes["test"], test_loss_kind=TEST_LOSS_KIND)
     if (run / runs.METRICS).is_file() and rows:
-        plot_training_curves(run / runs.METRICS, run / runs.CURVES)
+        runs.write_atomic(run / runs.CURVES, lambda tmp: plot_training_curves(run / runs.METRICS, tmp))
     results["wall_seconds"] = round(time.time() - started, 1)
     runs.write_json_atomic(run / runs.RESULTS, results)
     run.set_phase("evaluated")

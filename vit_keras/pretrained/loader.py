@@ -104,6 +104,10 @@ def _resampling(kind, interpolation):
 
 
 def _check_model(model, source, interpolation):
+    local = isinstance(source, (str, pathlib.PurePath)) and str(source) and not is_hub_source(str(source))
+    if local and not is_url(str(source)) and not is_published_name(str(source)):
+        if not pathlib.Path(source).expanduser().exists():  # a mistyped path: say so before the model's fit
+            _local_path(model, source, None, None)
     if getattr(model, "stem", "patch") != "patch":
         raise ValueError(
             f"pretrained ViT checkpoints have the patch stem; model has stem={model.stem!r}. "
