@@ -319,7 +319,8 @@ HOSTILE_OPTIONS = {
 @pytest.mark.single_backend
 @pytest.mark.parametrize("case", sorted(HOSTILE_OPTIONS))
 def test_hostile_options_stop_in_one_line_before_any_file(case, tmp_path, monkeypatch, capsys):
-    """Values that used to OOM, crash in the library or be silently ignored end in one line, exit status 2."""
+    """Values that would run out of memory, fail deep in the library or be silently ignored end in one line,
+    exit status 2, before any file is written."""
     argv, expected = HOSTILE_OPTIONS[case]
     monkeypatch.chdir(tmp_path)
     status = cli.main(argv)

@@ -52,14 +52,14 @@ def test_models_that_are_not_image_classifiers_are_named_in_one_line(tmp_path):
     image = write_png(tmp_path / "digit.png", noise((8, 8)))
     headless = small_vit(include_top=False, pooling="token")
     headless.save(tmp_path / "headless.keras")
-    with pytest.raises(ValueError) as error:  # was: softmax of its 8 features, printed as 8 "classes"
+    with pytest.raises(ValueError) as error:  # rather than softmax of its 8 features, printed as 8 "classes"
         predict.predict(tmp_path / "headless.keras", [image])
     assert_one_line(error, "headless.keras", "no classification head (include_top=False)")
-    with pytest.raises(ValueError) as error:  # was: "0 1.000" for every image
+    with pytest.raises(ValueError) as error:  # rather than "0 1.000" for every image
         predict.predict(small_vit(num_classes=1), [image])
     assert_one_line(error, "at least 2 classes", "found (None, 1)")
     feature_maps = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 3)], name="feature_maps")
-    with pytest.raises(ValueError) as error:  # was: AttributeError: no attribute 'image_size'
+    with pytest.raises(ValueError) as error:  # rather than AttributeError: no attribute 'image_size'
         predict.predict(feature_maps, [image])
     assert_one_line(error, "'feature_maps'", "class scores (batch, classes)", "found (None, 6, 6, 2)")
 
@@ -69,7 +69,7 @@ def test_any_keras_image_classifier_predicts_as_its_logits_say(tmp_path):
     images = [write_png(tmp_path / f"{i}.png", p[..., 0]) for i, p in enumerate(pixels)]
     keras.utils.set_random_seed(4)
     plain = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(4)])
-    predictions = predict.predict(plain, images, top_k=2)  # was: AttributeError (no image_size)
+    predictions = predict.predict(plain, images, top_k=2)  # rather than AttributeError (no image_size)
     for prediction, row in zip(predictions, expected_scores(plain, pixels)):
         assert [name for name, _ in prediction["top"]] == [str(i) for i in np.argsort(-row)[:2]]
         np.testing.assert_allclose([s for _, s in prediction["top"]], np.sort(row)[::-1][:2], rtol=1e-5)
@@ -83,7 +83,7 @@ def test_channels_first_models_predict_the_same_classes(tmp_path):
     pixels = noise((1, 8, 8, 1), seed=2)
     image = write_png(tmp_path / "digit.png", pixels[0, ..., 0])
     model = small_vit(data_format="channels_first")
-    (prediction,) = predict.predict(model, [image], top_k=3)  # was: "only channels_last models"
+    (prediction,) = predict.predict(model, [image], top_k=3)  # rather than "only channels_last models"
     logits = keras.ops.convert_to_numpy(model.predict(np.moveaxis(pixels, -1, 1).astype("float32"), verbose=0))
     assert prediction["top"][0][0] == str(int(np.argmax(logits[0])))
 
@@ -93,7 +93,7 @@ def test_non_finite_weights_are_named_before_anything_is_predicted(tmp_path):
     model.set_weights([np.full_like(w, np.nan) for w in model.get_weights()])
     model.save(tmp_path / "nan.keras")
     image = write_png(tmp_path / "digit.png", noise((8, 8)))
-    with pytest.raises(ValueError) as error:  # was: "0 nan, 1 nan, 2 nan"
+    with pytest.raises(ValueError) as error:  # rather than "0 nan, 1 nan, 2 nan"
         predict.predict(tmp_path / "nan.keras", [image])
     assert_one_line(error, "nan.keras", "non-finite weights")
 
@@ -104,14 +104,14 @@ def test_run_class_names_must_fit_the_model(tmp_path):
     image = write_png(tmp_path / "digit.png", noise((8, 8)))
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"dataset": {"class_names": ["a", "b", "c", "d", "e"]}}))
-    with pytest.raises(ValueError) as error:  # was: IndexError, or a wrong name when in range
+    with pytest.raises(ValueError) as error:  # rather than IndexError, or a wrong name when in range
         predict.predict(tmp_path, [image])
     assert_one_line(error, "dataset.class_names has 5 names; the model predicts 4 classes")
     config.write_text(json.dumps({"dataset": {"class_names": "abcd"}}))
     with pytest.raises(ValueError, match="dataset.class_names must be a list of names"):
-        predict.predict(tmp_path, [image])  # was: the letters of the string as class names
+        predict.predict(tmp_path, [image])  # rather than the letters of the string as class names
     config.write_text(json.dumps({"dataset": {"class_names": ["a", "b"]}}))
-    (prediction,) = predict.predict(tmp_path, [image], top_k=4)  # was: IndexError for classes 2 and 3
+    (prediction,) = predict.predict(tmp_path, [image], top_k=4)  # rather than IndexError for classes 2 and 3
     assert sorted(name for name, _ in prediction["top"]) == ["2", "3", "a", "b"]
     config.write_text('{"dataset": {"class_na')  # truncated: the advice is a reader's, not the trainer's
     with pytest.raises(ValueError) as error:
@@ -131,7 +131,7 @@ def test_images_are_decoded_and_resized_as_training_and_serving_do(tmp_path):
     write_png(tmp_path / "large.png", large[0, ..., 0])
     Image.fromarray(eight_bit[0, ..., 0].astype(np.uint16) * 257).save(tmp_path / "deep.png")  # 16-bit grey
     predictions = predict.predict(model, [tmp_path / "large.png", tmp_path / "deep.png"], top_k=3)
-    # bilinear resizing (was: nearest), and 16-bit pixels reduced to 8 (was: clipped to white)
+    # bilinear resizing (not nearest), and 16-bit pixels reduced to 8 (not clipped to white)
     for prediction, row in zip(predictions, expected_scores(model, [large[0], eight_bit[0]])):
         np.testing.assert_allclose(sorted(s for _, s in prediction["top"]), np.sort(row), rtol=1e-4)
 

@@ -394,26 +394,27 @@ def test_a_failing_plot_run_writes_no_picture(tmp_path, damage):
     elif damage == "dataset":
         options, message = {"dataset": f"npz:{tmp_path / 'missing.npz'}"}, "missing.npz does not exist"
     elif damage == "examples":
-        options, message = {"examples": 5000}, r"examples must be an integer in \[0, 64\]; found 5000"  # was: a hang
+        # rather than a hang drawing 5,000 examples
+        options, message = {"examples": 5000}, r"examples must be an integer in \[0, 64\]; found 5000"
     else:
         out.write_text("a file, not a folder")
         message = "out_dir: .* exists and is not a directory"
     with pytest.raises((ValueError, OSError), match=message):
         visualize.plot_run(run_dir, out, **options)
     assert sorted(p.name for p in run_dir.iterdir()) == ["metrics.csv", "model.keras"]
-    assert not out.is_dir()  # was: curves.png written before the model or the dataset failed
+    assert not out.is_dir()  # rather than curves.png written before the model or the dataset failed
 
 
 def test_plot_run_refuses_non_finite_weights_and_skips_the_confusion_matrix_of_a_headless_model(tmp_path, caplog):
     broken = untrained(embed_dim=16, num_heads=2)
     broken.set_weights([np.full_like(w, np.nan) for w in broken.get_weights()])
     with pytest.raises(ValueError, match=r"model .*model.keras holds non-finite weights"):
-        visualize.plot_run(small_run(tmp_path / "nan", broken), tmp_path / "nan_plots")  # was: NaN pictures
+        visualize.plot_run(small_run(tmp_path / "nan", broken), tmp_path / "nan_plots")  # rather than NaN pictures
     assert not (tmp_path / "nan_plots").exists()
     headless = untrained(embed_dim=16, num_heads=2, include_top=False, pooling="token")
     with caplog.at_level("WARNING", logger="vit_keras.visualize"):
         result = visualize.plot_run(small_run(tmp_path / "features", headless), tmp_path / "plots", examples=1)
-    assert sorted(result) == ["attention", "curves", "position_embeddings"]  # was: a 16-"class" confusion matrix
+    assert sorted(result) == ["attention", "curves", "position_embeddings"]  # rather than a 16-"class" confusion matrix
     assert result.skipped == {"confusion_matrix": "the model has no classification head (include_top=False)"}
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == sorted(f"{n}.png" for n in result)
     assert png_size(result["attention"]) == (900, 300)
@@ -425,7 +426,7 @@ def test_unreadable_metrics_and_foreign_models_are_named(tmp_path, capsys):
     (run_dir / "metrics.csv").write_bytes(bytes(range(128, 256)))
     assert cli_main(["plot", str(run_dir), "--output", str(tmp_path / "plots")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "metrics.csv is not a readable CSV file" in err[0], err  # was: no file named
+    assert len(err) == 1 and "metrics.csv is not a readable CSV file" in err[0], err  # rather than no file named
     plain = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
     plain.save(run_dir / "model.keras")
     write_metrics_csv(run_dir / "metrics.csv", [dict(epoch=0, loss=1.0)])
@@ -437,7 +438,7 @@ def test_unreadable_metrics_and_foreign_models_are_named(tmp_path, capsys):
 def test_bad_arguments_of_the_picture_functions_raise_one_line_errors(tmp_path):
     model = untrained(embed_dim=16, num_heads=2)
     good = np.zeros((2, 28, 28, 1), "float32")
-    for batch_size in (0, -1, 1.5, None):  # was: range() or concatenate errors, or a silent empty predict
+    for batch_size in (0, -1, 1.5, None):  # rather than range() or concatenate errors, or a silent empty predict
         with pytest.raises(ValueError, match=f"batch_size must be a positive integer; found {batch_size}"):
             visualize.attention_rollout(model, good, batch_size=batch_size)
         with pytest.raises(ValueError, match="batch_size must be a positive integer"):
@@ -446,7 +447,7 @@ def test_bad_arguments_of_the_picture_functions_raise_one_line_errors(tmp_path):
         visualize.attention_rollout(model, [np.zeros((28, 28)), np.zeros((27, 28))])
     for pixels, found in ((1000.0, "[1000.0, 1000.0]"), (-3.0, "[-3.0, -3.0]"), (np.inf, "[inf, inf]")):
         with pytest.raises(ValueError, match=r"image must hold raw pixels in \[0, 255\]") as error:
-            visualize.attention_map(model, np.full((28, 28, 1), pixels))  # was: uint8 wrap-around
+            visualize.attention_map(model, np.full((28, 28, 1), pixels))  # rather than uint8 wrap-around
         assert found in str(error.value)
     with pytest.raises(ValueError, match="image must hold real numbers"):
         visualize.attention_map(model, np.full((28, 28, 1), "x"))
@@ -455,7 +456,7 @@ def test_bad_arguments_of_the_picture_functions_raise_one_line_errors(tmp_path):
     for path in (None, 5):
         with pytest.raises(TypeError, match="path must be a str or path-like .png file name"):
             visualize.plot_attention(model, good, path)
-    for size in (0, -1, 1e4, float("nan")):  # was: "cannot write empty image", std::bad_alloc
+    for size in (0, -1, 1e4, float("nan")):  # rather than "cannot write empty image", std::bad_alloc
         with pytest.raises(ValueError, match=r"size_inches must be a number in \[1, 50\]"):
             visualize.plot_position_embeddings(model, tmp_path / "p.png", size_inches=size)
     assert list(tmp_path.iterdir()) == []
@@ -463,7 +464,7 @@ def test_bad_arguments_of_the_picture_functions_raise_one_line_errors(tmp_path):
 
 @pytest.mark.single_backend
 def test_bad_confusion_matrix_and_rollout_inputs_raise_one_line_errors(tmp_path):
-    cases = [  # (labels, predictions, num_classes, message); was: NaN-to-int, IndexError, ufunc errors
+    cases = [  # (labels, predictions, num_classes, message); each rather than NaN-to-int, IndexError, ufunc errors
         (np.array([0, np.nan]), np.array([0, 1]), None, "labels must be a non-empty array of integer classes"),
         ([], [], None, "labels must be a non-empty array of integer classes"),
         (["a"], ["b"], None, "labels must be a non-empty array of integer classes; found dtype <U1"),
@@ -479,5 +480,5 @@ def test_bad_confusion_matrix_and_rollout_inputs_raise_one_line_errors(tmp_path)
     with pytest.raises(ValueError, match=r"scores must be a non-empty list of \(batch, heads, T, T\) arrays"):
         visualize.rollout([])
     with pytest.raises(ValueError, match="scores must be finite"):
-        visualize.rollout([np.full((1, 1, 3, 3), np.nan)])  # was: NaN maps
+        visualize.rollout([np.full((1, 1, 3, 3), np.nan)])  # rather than NaN maps
     assert list(tmp_path.iterdir()) == []
