@@ -334,6 +334,42 @@ def test_images_declaring_too_many_pixels_are_refused_before_decoding(decoders, 
         decoders[1](tf.constant([encode("png_gray"), _declaring(fmt, height, width)]))
 
 
+def _gif_of_frames(frames, width, height, screen=(1, 1)):
+    """A GIF whose logical screen is `screen` and whose `frames` frames each declare width x height
+    pixels (a few bytes of image data each: the check reads the descriptors, not the pixels)."""
+    import struct
+
+    out = b"GIF89a" + struct.pack("<HHBBB", *screen, 0x80, 0, 0) + b"\0\0\0\xff\xff\xff"  # 2-colour table
+    for _ in range(frames):
+        out += b"\x21\xf9\x04\x00\x00\x00\x00\x00"  # a graphic control extension
+        out += b"\x2c" + struct.pack("<HHHHB", 0, 0, width, height, 0) + b"\x02\x02\x44\x01\x00"
+    return out + b"\x3b"
+
+
+@pytest.mark.parametrize(
+    "frames, width, height, found",
+    [
+        (30, 2000, 2000, r"\[23\] \[frames, decoded at\] \[4000000\]"),
+        (1, 10000, 10000, r"\[1\] \[frames, decoded at\] \[100000000\]"),
+    ],
+)
+def test_gifs_whose_frames_decode_beyond_the_pixel_limit_are_refused(decoders, frames, width, height, found):
+    """TensorFlow decodes every GIF frame at the largest frame's size, whatever the logical screen
+    (here 1 x 1) declares: frames x largest is checked from the image descriptors."""
+    from vit_keras.serving.signatures import gif_frames
+
+    assert [int(v) for v in gif_frames(tf.constant(_gif_of_frames(5, 40, 30)), 10**9)] == [5, 1200]
+    message = r"\[image_bytes\[0\]\] \[is a GIF of at least\] " + found
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        decoders[1](tf.constant([_gif_of_frames(frames, width, height)]))
+    animated = io.BytesIO()  # a real 3-frame animation still decodes: its first frame
+    images = [Image.fromarray(np.full(IMAGE_SIZE, 60 * i, np.uint8), "L") for i in range(1, 4)]
+    images[0].save(animated, "GIF", save_all=True, append_images=images[1:], duration=50)
+    assert [int(v) for v in gif_frames(tf.constant(animated.getvalue()), 10**9)] == [3, IMAGE_SIZE[0] * IMAGE_SIZE[1]]
+    decoded = decoders[1](tf.constant([animated.getvalue()])).numpy()
+    assert decoded.shape == (1,) + IMAGE_SIZE + (1,) and np.all(decoded == 60)
+
+
 def test_the_pixel_limit_reads_the_size_each_header_declares(monkeypatch):
     """Just above and at a lowered limit: the declared size is read right for every format."""
     from vit_keras.serving import signatures

@@ -16,7 +16,8 @@ the input (TF Serving returns it as the error text): pixels of the wrong shape; 
 pixels; for a model with a preprocessing layer (it takes raw 0-255 pixels), pixels outside 0..255
 (clip them on the client if that is what is wanted); empty or non-image bytes, a BMP that is not
 8, 24 or 32 bits per pixel, an image whose header declares more than `MAX_IMAGE_PIXELS` pixels
-(a small file that would decode into gigabytes). A truncated or damaged file fails in its decoder (`Invalid PNG data`,
+(a small file that would decode into gigabytes), a GIF whose frames would decode into more
+(`gif_frames`). A truncated or damaged file fails in its decoder (`Invalid PNG data`,
 `Invalid JPEG data`, ...), at a node under `image_bytes/`. A damaged BMP or GIF body (no
 checksums) cannot be told from a real image.
 
@@ -143,6 +144,58 @@ def declared_size(data, magic):
         magic["PNG"], png, tf.where(magic["GIF"], gif, tf.where(magic["BMP"], bmp, tf.zeros([2], tf.int64)))
     )
     return tf.cond(magic["JPEG"], jpeg, lambda: other)
+
+
+def _color_table_bytes(packed):
+    """The bytes of the GIF color table that a screen or image descriptor's packed byte announces."""
+    present = tf.bitwise.bitwise_and(packed, 0x80) > 0
+    return tf.where(present, tf.bitwise.left_shift(3, tf.bitwise.bitwise_and(packed, 7) + 1), 0)
+
+
+def gif_frames(data, limit):
+    """(frames, pixels of the largest frame), int64, of the GIF `data`, read from its image
+    descriptors; the walk stops once frames x largest exceeds `limit`.
+
+    TensorFlow's GIF decoder decodes every frame at the largest frame's size, even with
+    `expand_animations=False`, whatever the logical screen declares: a file of many frames decodes
+    into frames x largest pixels. This walks the GIF's blocks without decoding them: extensions and
+    each frame's image data are skipped sub-block by sub-block. The walk ends at the trailer, at a
+    byte that starts no block, at the end of the data, or past `limit`.
+    """
+    raw = tf.cast(tf.io.decode_raw(data, tf.uint8), tf.int32)
+    end = tf.size(raw)
+
+    def at(position):  # the byte at `position`, 0 past the end
+        return tf.where(position < end, tf.gather(raw, tf.minimum(position, tf.maximum(end - 1, 0))), 0)
+
+    def pixels(position):  # width x height of the image descriptor at `position`
+        width = at(position + 5) + 256 * at(position + 6)
+        height = at(position + 7) + 256 * at(position + 8)
+        return tf.cast(width, tf.int64) * tf.cast(height, tf.int64)
+
+    def step(position, frames, largest, in_data):
+        byte = at(position)
+
+        def sub_block():  # `byte` is a sub-block's length; 0 ends the block's data
+            return tf.where(byte == 0, position + 1, position + byte + 1), frames, largest, byte != 0
+
+        def block():
+            extension, image = byte == 0x21, byte == 0x2C
+            image_header = 10 + _color_table_bytes(at(position + 9)) + 1  # descriptor, table, LZW code size
+            skip = tf.where(extension, position + 2, tf.where(image, position + image_header, end))
+            area = tf.where(image, pixels(position), 0)
+            return skip, frames + tf.cast(image, tf.int64), tf.maximum(largest, area), extension | image
+
+        return tf.cond(in_data, sub_block, block)
+
+    start = 13 + _color_table_bytes(at(10))  # header, logical screen descriptor, global color table
+    zero = tf.constant(0, tf.int64)
+    _, frames, largest, _ = tf.while_loop(
+        lambda position, frames, largest, _: (position < end) & (frames * largest <= limit),
+        step,
+        (start, zero, zero, tf.constant(False)),
+    )
+    return frames, largest
 
 
 def _bmp_palette_to_rgb(data, indices):
@@ -325,7 +378,7 @@ class ServingFunctions:
         )
         magic = {name: tf.equal(tf.strings.substr(data, 0, size), first) for name, (first, size) in _SIGNATURES.items()}
         size = declared_size(data, magic)
-        return _checked(
+        data = _checked(
             data,
             size[0] * size[1] <= MAX_IMAGE_PIXELS,
             where
@@ -335,6 +388,27 @@ class ServingFunctions:
                 "x",
                 size[1],
                 f"pixels (height x width), more than the {MAX_IMAGE_PIXELS} decoded; resize it before sending.",
+            ],
+        )
+        return self._check_gif_frames(data, magic["GIF"], where)
+
+    @staticmethod
+    def _check_gif_frames(data, is_gif, where):
+        """`data` after a check that a GIF's frames, all decoded at its largest frame's size, stay
+        within `MAX_IMAGE_PIXELS` pixels in all."""
+        zero = tf.constant(0, tf.int64)
+        frames, largest = tf.cond(is_gif, lambda: gif_frames(data, MAX_IMAGE_PIXELS), lambda: (zero, zero))
+        return _checked(
+            data,
+            frames * largest <= MAX_IMAGE_PIXELS,
+            where
+            + [
+                "is a GIF of at least",
+                frames,
+                "frames, decoded at",
+                largest,
+                f"pixels each (its largest frame): more than the {MAX_IMAGE_PIXELS} pixels decoded in all; "
+                "send its first frame as a PNG.",
             ],
         )
 
