@@ -28,6 +28,7 @@ import zlib
 import keras
 
 from vit_keras import runs
+from vit_keras.validation import check_positive
 
 
 class ExportError(RuntimeError):
@@ -250,12 +251,6 @@ def _remove_empty(folders):
             return
 
 
-def _check_top_k(top_k):
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise ValueError(f"top_k must be a positive integer; found {top_k!r}.")
-    return top_k
-
-
 def _check_flag(value, name):
     if not isinstance(value, bool):
         raise ValueError(f"{name} must be True or False; found {value!r}.")
@@ -295,7 +290,7 @@ def export_saved_model(model, base_dir, version=None, class_names=None, overwrit
     """
     jit_compile = _check_flag(jit_compile, "jit_compile")
     overwrite = _check_flag(overwrite, "overwrite")
-    top_k = _check_top_k(top_k)
+    top_k = check_positive("top_k", top_k)
     base_dir = _check_path(base_dir, "base_dir")
     if base_dir.exists() and not base_dir.is_dir():
         raise NotADirectoryError(f"base_dir must be a folder; found a file at {base_dir}.")
@@ -413,7 +408,7 @@ def export_onnx(model, path, overwrite=False, opset=17, top_k=5):
     file in a subprocess. The file is written next to its target and renamed into place.
     """
     overwrite = _check_flag(overwrite, "overwrite")
-    top_k = _check_top_k(top_k)
+    top_k = check_positive("top_k", top_k)
     if isinstance(opset, bool) or not isinstance(opset, int) or opset < 13:
         raise ValueError(f"opset must be an integer >= 13; found {opset!r}.")
     path = _check_path(path, "path")

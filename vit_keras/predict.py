@@ -11,8 +11,8 @@ import keras
 import numpy as np
 
 from vit_keras import runs
-
-IMAGE_CHANNELS = (1, 3, 4)  # the channel counts an image file is decoded to
+from vit_keras.data.images import IMAGE_CHANNELS
+from vit_keras.validation import check_positive
 
 
 def _model_and_config(model_or_run):
@@ -238,8 +238,7 @@ def predict(model_or_run, images, top_k=5):
     >>> predict("runs/mnist", ["digit.png"], top_k=3)  # doctest: +SKIP
     [{'image': 'digit.png', 'top': [('7', 0.98), ('1', 0.01), ('9', 0.003)]}]
     """
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k <= 0:
-        raise ValueError(f"top_k must be a positive integer; found {top_k!r}.")
+    check_positive("top_k", top_k)
     model, config = _model_and_config(model_or_run)
     what = _model_name(model_or_run, model)
     height, width, channels, channels_first = classifier_input(model, what)

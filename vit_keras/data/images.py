@@ -9,7 +9,10 @@ from PIL import Image
 
 from vit_keras.data.messages import error_reason, file_kind, one_line
 
-MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS  # Pillow's decompression-bomb limit (89.5 M pixels)
+# Pillow's decompression-bomb limit (89.5 M pixels), also the serving signatures': a 400 kB PNG of
+# 20000 x 20000 zeros would otherwise decode into 400 MB per channel.
+MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS
+IMAGE_CHANNELS = (1, 3, 4)  # the channel counts an image file is decoded to: gray, RGB, RGBA
 _GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "F", "I;16", "I;16B", "I;16L", "I;16N"})
 
 

@@ -127,10 +127,11 @@ def _fetch_into_cache(url, target, sha256):
             raise CheckpointError(
                 f"the file downloaded from {url} is no complete checkpoint: {problem}; nothing was cached."
             ) from None
-        if sha256 is not None and sha256_of(part) != sha256:
+        found = sha256_of(part) if sha256 is not None else None
+        if found != sha256:
             raise CheckpointError(
                 f"sha256 of the file downloaded from {url} does not match: expected {sha256}, found "
-                f"{sha256_of(part)}; nothing was cached."
+                f"{found}; nothing was cached."
             )
         os.replace(part, target)
     finally:

@@ -28,7 +28,9 @@ The model's own preprocessing layer (if any) does the scaling and normalisation.
 import keras
 import tensorflow as tf
 
-BYTES_CHANNELS = (1, 3, 4)  # the channel counts an encoded image is decoded to
+from vit_keras.data.images import IMAGE_CHANNELS, MAX_IMAGE_PIXELS
+from vit_keras.validation import check_positive
+
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601, summing to 1: a gray RGB image stays the same gray
 _SIGNATURES = {  # name: (first bytes, how many of them)
     "PNG": (b"\x89PNG\r\n\x1a\n", 8),
@@ -38,9 +40,6 @@ _SIGNATURES = {  # name: (first bytes, how many of them)
 }
 _BMP_HEADER = 54  # file header (14) + BITMAPINFOHEADER (40)
 _BMP_BITS = (8, 24, 32)
-# The most pixels an encoded image may declare (Pillow's `Image.MAX_IMAGE_PIXELS`): a 400 kB PNG of
-# 20000 x 20000 zeros would otherwise decode into 400 MB per channel, then 4 bytes per value.
-MAX_IMAGE_PIXELS = 89_478_485
 
 
 def image_spec(model):
@@ -240,9 +239,7 @@ class ServingFunctions:
         self.height, self.width, self.channels, self.channels_first = image_spec(model)
         self.num_classes = num_outputs(model)
         self.class_names = check_class_names(class_names, self.num_classes)
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise ValueError(f"top_k must be a positive integer; found {top_k!r}.")
-        self.top_k = min(top_k, self.num_classes)
+        self.top_k = min(check_positive("top_k", top_k), self.num_classes)
         self.raw_pixels = takes_raw_pixels(model)
         activation = getattr(model, "classifier_activation", None)
         self.outputs_probabilities = activation == "softmax" or activation is keras.activations.softmax
@@ -469,7 +466,7 @@ class ServingFunctions:
             "serving_default": (classify_pixels, [tf.TensorSpec(pixels, tf.float32, name="images")]),
             "serving_uint8": (classify_pixels, [tf.TensorSpec(pixels, tf.uint8, name="images")]),
         }
-        if self.channels in BYTES_CHANNELS:
+        if self.channels in IMAGE_CHANNELS:
             endpoints["serving_bytes"] = (classify_bytes, [tf.TensorSpec((None,), tf.string, name="image_bytes")])
         return endpoints
 
