@@ -1,5 +1,5 @@
-"""What the single-kernel benchmarks (matmul_libraries.py, dropout_draws.py) share: their
-`--repeats` command line, the CPU line they print first and the median timing of one call.
+"""What the single-kernel benchmarks (matmul_libraries.py, xla_products.py, dropout_draws.py)
+share: their `--repeats` command line, the CPU line they print first and the median timing of one call.
 
 Nothing here imports a deep-learning framework.
 """

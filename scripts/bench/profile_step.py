@@ -1,25 +1,37 @@
-"""Where the time of one training step goes, by operator (torch.profiler, CPU self time).
+"""Where the time of one training step goes, by operator.
 
-Profiles vit_keras on the Keras PyTorch backend and timm's ViT on the same batch: the operator
-mix (matmuls, attention, norms, GELU, optimizer) is what every backend has to execute.
+On the Keras PyTorch backend (the default): vit_keras and timm's ViT on the same batch under
+torch.profiler (self CPU time per operator); the operator mix (matmuls, attention, norms, GELU,
+optimizer) is what every backend has to execute. With `--backend tensorflow`: vit_keras trained
+by TensorFlow + XLA (`model.fit`, 2 steps per execution), traced by TensorFlow's profiler with
+XLA's per-thunk trace events; the time is summed per XLA operation kind (the HLO instruction
+name without its number: `MatMul` for the dense projections, `dot` for the attention's batched
+products, `*_fusion` for the fused element-wise and reduction kernels).
 
-    KERAS_BACKEND=torch .venv/bin/python scripts/bench/profile_step.py --preset vit_ti16 --image-size 224
+    .venv/bin/python scripts/bench/profile_step.py --preset vit_ti16 --image-size 224
+    .venv/bin/python scripts/bench/profile_step.py --backend tensorflow --impls vit_keras
 """
 
 import argparse
+import collections
+import glob
 import os
+import re
 import sys
+import tempfile
 
-os.environ.setdefault("KERAS_BACKEND", "torch")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.workloads import build_workload  # noqa: E402
+# Enclosing trace events (the Python call, the executor, the whole XLA program): not operations.
+_XLA_WRAPPERS = re.compile(
+    r"^(ThunkExecutor|CpuExecutable|BlockUntilReady|Eager|TFE_|KernelAndDevice|ExecutorState|"
+    r"__inference|multi_step|one_step|end: )"
+)
 
 
-def profile(impl, args):
-    import torch
-
-    spec = dict(
+def _spec(impl, args):
+    xla = args.backend == "tensorflow"
+    return dict(
         impl=impl,
         task="train",
         preset=args.preset,
@@ -27,27 +39,82 @@ def profile(impl, args):
         batch_size=args.batch_size,
         num_classes=args.num_classes,
         precision=args.precision,
-        jit_compile="false",
-        steps_per_execution=1,
-        backend="torch",
+        jit_compile="true" if xla else "false",
+        steps_per_execution=2 if xla else 1,
+        backend=args.backend,
     )
-    workload = build_workload(spec)
+
+
+def _print_table(title, shares, top):
+    """Print the `top` largest {operation: (share of the total, calls)} entries under `title`."""
+    print(f"\n== {title}")
+    print(f"{'operation':44s} {'time %':>8s} {'calls':>7s}")
+    for name, (share, calls) in sorted(shares.items(), key=lambda item: -item[1][0])[:top]:
+        print(f"{name[:44]:44s} {100 * share:7.1f}% {calls:7d}")
+
+
+def profile_torch(impl, args):
+    import torch
+
+    from bench.workloads import build_workload
+
+    workload = build_workload(_spec(impl, args))
     workload.run(2)  # warm-up
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         seconds = workload.run(args.steps)
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
-    print(
-        f"\n== {impl} ({args.preset}, {args.image_size} px, batch {args.batch_size}, {args.precision}): "
-        f"{seconds / args.steps:.2f} s/step under the profiler"
-    )
-    print(f"{'operator':44s} {'self CPU %':>10s} {'calls':>7s}")
-    for event in sorted(events, key=lambda e: -e.self_cpu_time_total)[: args.top]:
-        print(f"{event.key[:44]:44s} {100 * event.self_cpu_time_total / total:9.1f}% {event.count:7d}")
+    shares = {e.key: (e.self_cpu_time_total / total, e.count) for e in events}
+    title = f"{impl} on PyTorch ({args.preset}, {args.image_size} px, batch {args.batch_size}, {args.precision})"
+    _print_table(f"{title}: {seconds / args.steps:.2f} s/step under the profiler", shares, args.top)
+
+
+def xla_operation_times(xspace_file):
+    """{XLA operation kind: (seconds, calls)} summed over every thread of a TensorFlow profiler trace."""
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    space = xplane_pb2.XSpace()
+    with open(xspace_file, "rb") as f:
+        space.ParseFromString(f.read())
+    seconds, calls = collections.Counter(), collections.Counter()
+    for plane in space.planes:
+        names = {key: meta.name for key, meta in plane.event_metadata.items()}
+        for line in plane.lines:
+            for event in line.events:
+                name = re.sub(r"\.\d+$", "", names.get(event.metadata_id, "?"))
+                if not _XLA_WRAPPERS.match(name):
+                    seconds[name] += event.duration_ps / 1e12
+                    calls[name] += 1
+    return {name: (seconds[name], calls[name]) for name in seconds}
+
+
+def profile_xla(impl, args):
+    import tensorflow as tf
+
+    from bench.workloads import build_workload
+    from vit_keras.performance import configure_cpu_threads
+
+    configure_cpu_threads()
+    workload = build_workload(_spec(impl, args))
+    steps = max(2, args.steps - args.steps % 2)
+    workload.run(2)
+    workload.run(2)  # warm-up: the first call compiles
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        seconds = workload.run(steps)
+        tf.profiler.experimental.stop()
+        (xspace_file,) = glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)
+        times = xla_operation_times(xspace_file)
+    total = sum(t for t, _ in times.values())
+    shares = {name: (t / total, calls) for name, (t, calls) in times.items()}
+    title = f"{impl} on TensorFlow + XLA ({args.preset}, {args.image_size} px, batch {args.batch_size})"
+    timing = f"{seconds / steps:.2f} s/step under the profiler, operations {total / steps:.2f} s/step (all threads)"
+    _print_table(f"{title}: {timing}", shares, args.top)
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--backend", choices=("torch", "tensorflow"), default="torch")
     p.add_argument("--preset", default="vit_ti16")
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--batch-size", type=int, default=32)
@@ -55,9 +122,16 @@ def main():
     p.add_argument("--precision", default="float32")
     p.add_argument("--steps", type=int, default=2)
     p.add_argument("--top", type=int, default=12)
-    p.add_argument("--impls", default="vit_keras,timm")
+    p.add_argument("--impls", help="comma list (default: vit_keras,timm on PyTorch, vit_keras on TensorFlow)")
     args = p.parse_args()
-    for impl in args.impls.split(","):
+    os.environ["KERAS_BACKEND"] = args.backend
+    profile = profile_torch
+    if args.backend == "tensorflow":
+        # XLA's per-thunk trace events; read when TensorFlow is first imported.
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_enable_xprof_traceme=true").strip()
+        profile = profile_xla
+    default = "vit_keras,timm" if args.backend == "torch" else "vit_keras"
+    for impl in (args.impls or default).split(","):
         profile(impl, args)
 
 
