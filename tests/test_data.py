@@ -424,6 +424,32 @@ def random_images(count=40, size=12):
     return np.random.default_rng(0).integers(0, 256, (count, size, size, 1), dtype=np.uint8)
 
 
+@pytest.mark.single_backend
+def test_a_stream_of_a_trillion_epochs_starts_with_the_first_epochs():
+    """The epochs are made as the stream is read: joining 10^12 of them up front never ends."""
+    images = random_images()
+    few = batches_of(synthetic_epochs(images, augment="digits").stream(0, 2))
+    endless = iter(synthetic_epochs(images, augment="digits").stream(0, 10**12))
+    many = [(x.numpy(), y.numpy()) for (x, y), _ in zip(endless, range(len(few) + 1))]
+    assert len(few) == 10 and len(many) == 11
+    for (x0, y0), (x1, y1) in zip(few, many):
+        np.testing.assert_array_equal(x0, x1)
+        np.testing.assert_array_equal(y0, y1)
+    assert many[10][0].shape == few[0][0].shape  # epoch 2 follows
+
+
+@pytest.mark.single_backend
+def test_the_epoch_order_is_the_pipelines_seeds_alone_whatever_the_global_seed():
+    """The trainer sets a global seed (0 by default); the order must not depend on it, nor fail with it."""
+    images = random_images()
+    orders = []
+    for global_seed in (0, 5):
+        keras.utils.set_random_seed(global_seed)
+        orders.append([y.argmax(axis=1) for _, y in batches_of(synthetic_epochs(images).stream(0, 2))])
+    np.testing.assert_array_equal(np.stack(orders[0]), np.stack(orders[1]))
+    assert not np.array_equal(orders[0][0], orders[0][5])  # epochs 0 and 1 are shuffled differently
+
+
 @pytest.mark.parametrize(
     "kwargs", [dict(augment="digits"), dict(augment="shift", mixup=0.4, cutmix=1.0)], ids=["digits", "mixup-cutmix"]
 )

@@ -508,6 +508,8 @@ def test_schedule_picked_from_the_dataset_size(train_size, batch_size, epochs, w
         ("lr", 0.0, "--lr must be a finite number > 0; found 0.0."),
         ("lr", float("nan"), "--lr must be a finite number > 0; found nan."),
         ("lr", float("inf"), "--lr must be a finite number > 0; found inf."),
+        ("lr", 1e300, "--lr must be at most 3.403e+38, float32's largest number; found 1e+300."),
+        ("clipnorm", 1e39, "--clipnorm must be at most 3.403e+38, float32's largest number; found 1e+39."),
         ("ema", 1.0, "--ema must be a momentum in (0, 1), e.g. 0.999; found 1.0."),
         ("layer_decay", 0.0, "--layer-decay must be a factor in (0, 1]; found 0.0."),
         ("mixup", -0.2, "--mixup must be a finite number >= 0; found -0.2."),

@@ -22,6 +22,7 @@ PREPROCESSING_CHOICES = tuple(NORMALIZATIONS) + ("none",)
 RUN_ONLY_OPTIONS = ("output", "overwrite", "quiet")
 MAX_SEED = 2**32 - 1  # Keras' and NumPy's seeds are unsigned 32-bit integers
 MAX_TOKENS = 128 * 128  # patch tokens per image: a 128 x 128 grid, e.g. 2048 px at patch 16
+FLOAT32_MAX = 3.4028234663852886e38  # numpy.finfo("float32").max: larger hyperparameters become inf
 MAX_PARAMETERS = 2**31  # about 2.1 B weights (ViT-H/14 has 632 M): beyond it the weights alone take 8+ GiB
 
 
@@ -212,6 +213,9 @@ def _check_numbers(config):
         _fail("warmup", "a finite number of epochs >= 0", warmup)
     if warmup is not None and config.epochs is not None and warmup >= config.epochs:
         _fail("warmup", f"fewer epochs than --epochs ({config.epochs})", warmup)
+    for name in ("lr", "weight_decay", "clipnorm", "mixup", "cutmix"):
+        if getattr(config, name) > FLOAT32_MAX:  # the optimizer and the mixing hold them in float32
+            _fail(name, f"at most {FLOAT32_MAX:.4g}, float32's largest number", getattr(config, name))
 
 
 def _check_model(config):

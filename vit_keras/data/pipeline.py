@@ -407,14 +407,16 @@ class TrainingEpochs:
         self.shuffle_buffer, self.drop_remainder = shuffle_buffer, drop_remainder
 
     def batches(self, epoch):
-        """Epoch `epoch` (a Python int) shuffled and batched, before augmentation."""
-        shuffled = self.examples.shuffle(
-            self.shuffle_buffer, seed=self.seed * 1_000_003 + int(epoch), reshuffle_each_iteration=False
-        )
+        """Epoch `epoch` (an int or an int64 scalar tensor) shuffled and batched, before augmentation."""
+        seed = self.seed * 1_000_003 + tf.cast(epoch, tf.int64)
+        shuffled = self.examples.shuffle(self.shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
         return shuffled.batch(self.batch_size, drop_remainder=self.drop_remainder, num_parallel_calls=tf.data.AUTOTUNE)
 
     def stream(self, first_epoch, end_epoch, per_epoch=None):
         """Epochs `first_epoch` .. `end_epoch - 1` in a row, augmented, with `finish`'s options.
+
+        The epochs are made one after another while the stream is read (`flat_map` over the
+        epoch numbers), so building it takes the same time for 1 epoch or 10^9.
 
         Args:
             first_epoch: the first epoch (a resumed run's next one).
@@ -423,19 +425,23 @@ class TrainingEpochs:
                 joined (e.g. sharding and a cut to the epoch's steps).
         """
         per_epoch = per_epoch or (lambda batches: batches)
-        epochs = [
-            self._numbered(epoch, per_epoch(self.batches(epoch)))
-            for epoch in range(first_epoch, max(end_epoch, first_epoch + 1))
-        ]
-        joined = functools.reduce(lambda head, tail: head.concatenate(tail), epochs)
-        joined = joined if end_epoch > first_epoch else joined.take(0)
+
+        def epoch_batches(epoch):
+            # `epoch` is a tensor, so is the shuffle seed: TensorFlow fails to pair a tensor seed with
+            # a global seed of 0 (the trainer's default --seed). Without a global seed in this
+            # function's graph, the order is a function of (`seed`, epoch) alone.
+            tf.compat.v1.get_default_graph().seed = None
+            return self._numbered(epoch, per_epoch(self.batches(epoch)))
+
+        epochs = tf.data.Dataset.range(int(first_epoch), max(int(end_epoch), int(first_epoch)))
+        joined = epochs.flat_map(epoch_batches)
         return finish(joined.map(self.mix, num_parallel_calls=tf.data.AUTOTUNE) if self.mix else joined)
 
     def _numbered(self, epoch, batches):
         """(`epoch`, index in the epoch, batch) for each batch of `batches` when there is `mix`; else `batches`."""
         if self.mix is None:
             return batches
-        epochs = tf.data.Dataset.from_tensors(tf.constant(epoch, tf.int64)).repeat()
+        epochs = tf.data.Dataset.from_tensors(tf.cast(epoch, tf.int64)).repeat()
         return tf.data.Dataset.zip(epochs, tf.data.Dataset.counter(), batches)
 
 
