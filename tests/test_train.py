@@ -324,6 +324,15 @@ def test_cli_train_quiet_prints_json_lines(tmp_path, capsys, tiny_npz):
     assert code == 0 and json.loads(out)["test_examples"] == 128
 
 
+@pytest.mark.single_backend
+def test_cli_train_says_in_one_line_that_the_loss_diverged_and_exits_1(tmp_path, capsys, tiny_npz):
+    argv = ["train"] + QUICK + NO_XLA + tiny_npz + ["--epochs", "2", "--steps-per-epoch", "3", "--lr", "1e30"]
+    code, out, err = run_cli(argv + ["--output", str(tmp_path / "run"), "--quiet"], capsys)
+    assert code == 1 and json.loads(out.strip().splitlines()[-1])["status"] == "nan_loss"
+    (line,) = [line for line in err.splitlines() if line.startswith("vit-keras train:")]
+    assert "loss became NaN or infinite in epoch 1" in line and "--lr below 1e+30" in line
+
+
 class CompiledWith(keras.callbacks.Callback):
     """Records how the trainer compiled the model, then ends training after the first step
     (the flags are what is checked; further steps add nothing to the check)."""

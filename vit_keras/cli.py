@@ -284,7 +284,14 @@ def _train(args, load):
         print(load("vit_keras.runs").json_line({"event": "done", **results}), flush=True)
     else:
         _print_training_summary(results)
-    return 1 if results.get("status") == "nan_loss" else 0
+    if results.get("status") != "nan_loss":
+        return 0
+    print(
+        f"vit-keras train: the training loss became NaN or infinite in epoch {results.get('epochs_run')}; the run "
+        f"stopped there and was neither evaluated nor exported. A --lr below {config.lr:g} usually avoids it.",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def _print_training_summary(results):
