@@ -13,6 +13,8 @@ the training split (`vit_keras.train.pick_schedule`) and says what it picked.
 import dataclasses
 import math
 
+import numpy as np
+
 from vit_keras.architectures import ARCHITECTURES, NORMALIZATIONS, POOLINGS, STEMS
 from vit_keras.choices import AUGMENTATIONS, DISTRIBUTE_MODES, PRECISIONS
 
@@ -22,7 +24,7 @@ PREPROCESSING_CHOICES = tuple(NORMALIZATIONS) + ("none",)
 RUN_ONLY_OPTIONS = ("output", "overwrite", "quiet")
 MAX_SEED = 2**32 - 1  # Keras' and NumPy's seeds are unsigned 32-bit integers
 MAX_TOKENS = 128 * 128  # patch tokens per image: a 128 x 128 grid, e.g. 2048 px at patch 16
-FLOAT32_MAX = 3.4028234663852886e38  # numpy.finfo("float32").max: larger hyperparameters become inf
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # larger hyperparameters become inf in the optimizer
 MAX_PARAMETERS = 2**31  # about 2.1 B weights (ViT-H/14 has 632 M): beyond it the weights alone take 8+ GiB
 
 

@@ -24,11 +24,21 @@ PROJECTIONS = [(192, 576), (192, 192), (192, 768), (768, 192)]  # (inner, output
 FORMS = ("x @ W", "dy @ W^T", "x^T @ dy")
 
 
+def projection_gflop(inner, outputs):
+    """GFLOP of one (TOKENS x inner) @ (inner x outputs) product."""
+    return 2 * TOKENS * inner * outputs / 1e9
+
+
+def dense_label(inner, outputs, dtype):
+    """The result key of a projection layer's call in `dtype` ("float32" or "int8")."""
+    return f"Dense {TOKENS} x {inner} x {outputs}, {dtype}"
+
+
 def products():
     """[(label, operand shapes, transposes, GFLOP)] of one training step's products."""
     rows = []
     for inner, outputs in PROJECTIONS:
-        flops = 2 * TOKENS * inner * outputs / 1e9
+        flops = projection_gflop(inner, outputs)
         x, w, dy = (TOKENS, inner), (inner, outputs), (TOKENS, outputs)
         shapes = {"x @ W": (x, w, False, False), "dy @ W^T": (dy, w, False, True), "x^T @ dy": (x, dy, True, False)}
         rows += [(f"{TOKENS} x {inner} x {outputs}, {form}", *shapes[form], flops) for form in FORMS]
@@ -41,7 +51,6 @@ def products():
 
 
 def measure_tensorflow(repeats):
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     import keras
     import numpy as np
     import tensorflow as tf
@@ -64,12 +73,10 @@ def measure_tensorflow(repeats):
             layer.build((None, inner))
         quantized.set_weights(dense.get_weights())
         quantized.quantize("int8")
-        flops = 2 * TOKENS * inner * outputs / 1e9
         for name, layer in (("float32", dense), ("int8", quantized)):
             call = tf.function(lambda x=x, layer=layer: layer(x), jit_compile=True)
-            result[f"Dense {TOKENS} x {inner} x {outputs}, {name}"] = flops / median_seconds(
-                lambda f=call: f().numpy(), repeats
-            )
+            seconds = median_seconds(lambda f=call: f().numpy(), repeats)
+            result[dense_label(inner, outputs, name)] = projection_gflop(inner, outputs) / seconds
     return result
 
 
@@ -84,19 +91,18 @@ def measure_torch(repeats):
     for inner, outputs in PROJECTIONS:
         x, linear = torch.randn(TOKENS, inner), torch.nn.Linear(inner, outputs)
         quantized = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(linear), {torch.nn.Linear}, torch.qint8)
-        flops = 2 * TOKENS * inner * outputs / 1e9
         with torch.inference_mode():
             for name, layer in (("float32", linear), ("int8", quantized)):
-                result[f"Dense {TOKENS} x {inner} x {outputs}, {name}"] = flops / median_seconds(
-                    lambda f=layer, x=x: f(x), repeats
-                )
+                seconds = median_seconds(lambda f=layer, x=x: f(x), repeats)
+                result[dense_label(inner, outputs, name)] = projection_gflop(inner, outputs) / seconds
     return result
 
 
 def _run_framework(framework, repeats):
     """The {label: GFLOP/s} of `framework`, measured in a fresh process."""
     command = [sys.executable, os.path.abspath(__file__), "--repeats", str(repeats)]
-    env = dict(os.environ, XLA_PRODUCTS_FRAMEWORK=framework, TF_CPP_MIN_LOG_LEVEL="3")
+    # Keras on TensorFlow in the TensorFlow worker, whatever KERAS_BACKEND this process was given.
+    env = dict(os.environ, XLA_PRODUCTS_FRAMEWORK=framework, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
     run = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     return json.loads(run.stdout.strip().splitlines()[-1])
 
@@ -119,7 +125,7 @@ def main(argv=None):
     )
     print("|---|---:|---:|---:|---:|")
     for inner, outputs in PROJECTIONS:
-        f32, i8 = (f"Dense {TOKENS} x {inner} x {outputs}, {name}" for name in ("float32", "int8"))
+        f32, i8 = dense_label(inner, outputs, "float32"), dense_label(inner, outputs, "int8")
         print(
             f"| {TOKENS} x {inner} x {outputs} | {xla[f32]:.0f} / {xla[i8]:.0f} | {xla[i8] / xla[f32]:.2f}× "
             f"| {torch[f32]:.0f} / {torch[i8]:.0f} | {torch[i8] / torch[f32]:.2f}× |"

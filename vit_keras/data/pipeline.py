@@ -433,7 +433,7 @@ class TrainingEpochs:
             tf.compat.v1.get_default_graph().seed = None
             return self._numbered(epoch, per_epoch(self.batches(epoch)))
 
-        epochs = tf.data.Dataset.range(int(first_epoch), max(int(end_epoch), int(first_epoch)))
+        epochs = tf.data.Dataset.range(int(first_epoch), int(end_epoch))  # empty when end <= first
         joined = epochs.flat_map(epoch_batches)
         return finish(joined.map(self.mix, num_parallel_calls=tf.data.AUTOTUNE) if self.mix else joined)
 
