@@ -439,3 +439,17 @@ def test_single_kernel_benchmarks_take_a_median_after_a_warm_up_and_reject_zero_
     with pytest.raises(SystemExit):
         parse_repeats("d", "case", ["--repeats", "0"])
     assert capsys.readouterr().err.strip().splitlines()[-1].endswith("error: --repeats must be >= 1; found 0")
+
+
+def test_bfloat16_kernels_measures_every_product_of_this_backend():
+    from bench import bfloat16_kernels
+
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    measured = bfloat16_kernels.WORKERS[backend](1)
+    prefix = {"tensorflow": "TensorFlow", "jax": "JAX", "torch": "PyTorch"}[backend]
+    libraries = [name for name in bfloat16_kernels.LIBRARIES if name.startswith(prefix)]
+    expected = {f"{library} {dtype}" for library in libraries for dtype in ("float32", "bfloat16")}
+    if backend == "torch":
+        expected |= {f"attention {name}" for name in ("flash float32", "flash bfloat16", "matmuls bfloat16")}
+    assert set(measured) == expected
+    assert all(0 < value < float("inf") for value in measured.values())

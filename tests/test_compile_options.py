@@ -48,6 +48,18 @@ def test_jax_always_compiles_and_pytorch_never(steps):
 
 
 @pytest.mark.single_backend
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "bfloat16"])
+def test_tensorflow_trains_bfloat16_on_the_cpu_without_xla(monkeypatch, precision):
+    monkeypatch.setattr(performance, "has_gpu", lambda: False)
+    xla, reason = performance.pick_jit_compile(100_000, backend="tensorflow", precision=precision)
+    assert xla is False and reason.startswith("XLA computes bfloat16 in float32 on the CPU")
+    assert performance.pick_jit_compile(100_000, backend="tensorflow", precision="float32")[0] is True
+    assert performance.pick_jit_compile(100_000, backend="jax", precision=precision)[0] is True
+    monkeypatch.setattr(performance, "has_gpu", lambda: True)  # XLA's GPU dots run bfloat16 natively
+    assert performance.pick_jit_compile(100_000, backend="tensorflow", precision=precision)[0] is True
+
+
+@pytest.mark.single_backend
 @pytest.mark.parametrize("bad", [0, -3, 2.5, "300", None, True])
 def test_pick_jit_compile_rejects_bad_step_counts(bad):
     with pytest.raises(ValueError, match=re.escape(f"training_steps must be a positive int; found {bad!r}.")):
@@ -110,21 +122,34 @@ def test_a_short_run_compiles_as_decided_and_prints_why(tmp_path, small_npz, cap
     assert results["status"] == "finished" and np.isfinite(results["test_loss"])
 
 
+def test_a_long_bfloat16_run_on_a_tensorflow_cpu_compiles_without_xla(tmp_path, small_npz, capsys, monkeypatch):
+    """100 epochs of 4 steps is long enough for XLA in float32, but bfloat16 on a CPU runs without it
+    on TensorFlow (the run is ended after its first step: the compile flag is what is checked)."""
+    monkeypatch.setattr(performance, "has_gpu", lambda: False)
+    argv = QUICK + small_npz + ["--epochs", "100", "--precision", "mixed_bfloat16", "--output", str(tmp_path / "r")]
+    results, seen = train_with(argv)
+    out = capsys.readouterr().out.splitlines()
+    assert seen.jit_compile is {"tensorflow": False, "jax": True, "torch": False}[BACKEND]
+    if BACKEND == "tensorflow":
+        assert "XLA: off (--jit-compile auto: XLA computes bfloat16 in float32 on the CPU; " in "\n".join(out)
+    assert results["status"] == "finished"
+
+
 def test_the_whole_run_length_decides_and_reaches_the_start_event(tmp_path, small_npz, capsys, monkeypatch):
     """epochs x steps per epoch go to the rule, not the steps of one epoch; its answer reaches
     `model.compile` and the `--quiet` start event. The rule is stood in for: no TensorFlow XLA
     compile for a 12-step run, and JAX keeps XLA (its eager steps are the slow ones)."""
     asked, xla = [], BACKEND == "jax"
 
-    def rule(training_steps):
-        asked.append(training_steps)
+    def rule(training_steps, precision):
+        asked.append((training_steps, precision))
         return xla, "stand-in"
 
     monkeypatch.setattr(train, "pick_jit_compile", rule)
     argv = QUICK + small_npz + ["--epochs", "3", "--output", str(tmp_path / "r"), "--quiet"]
     results, seen = train_with(argv)
     start = json.loads(capsys.readouterr().out.splitlines()[0])
-    assert asked == [3 * 4] and start["epochs"] * start["steps_per_epoch"] == 3 * 4
+    assert asked == [(3 * 4, start["precision"])] and start["epochs"] * start["steps_per_epoch"] == 3 * 4
     assert seen.jit_compile is xla
     assert start["event"] == "start"
     assert (start["jit_compile"], start["jit_compile_reason"]) == (xla, "--jit-compile auto: stand-in")

@@ -41,6 +41,15 @@ def test_fast_compile_options_fit_the_backend():
     assert options == {"jit_compile": compiled, "steps_per_execution": 4 if compiled else 1}
 
 
+@pytest.mark.parametrize("gpu", [False, True], ids=["cpu", "gpu"])
+def test_fast_compile_options_leave_xla_out_of_bfloat16_on_a_tensorflow_cpu(monkeypatch, gpu):
+    monkeypatch.setattr(performance, "has_gpu", lambda: gpu)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    backend = keras.backend.backend()
+    expected = backend == "jax" or (backend == "tensorflow" and gpu)
+    assert performance.fast_compile_options(steps_per_execution=4)["jit_compile"] is expected
+
+
 @pytest.mark.single_backend
 @pytest.mark.parametrize("bad", [0, -1, 2.5, "8"])
 def test_fast_compile_options_reject_bad_steps(bad):
@@ -52,8 +61,7 @@ def test_fast_compile_options_reject_bad_steps(bad):
 def test_fast_precision_follows_the_hardware(monkeypatch):
     monkeypatch.setattr(performance, "has_gpu", lambda: False)
     monkeypatch.setattr(performance, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})
-    assert performance.fast_precision("jax") == performance.fast_precision("torch") == "mixed_bfloat16"
-    assert performance.fast_precision("tensorflow") == "float32"  # measured slower in bfloat16 there
+    assert {performance.fast_precision(backend) for backend in ("tensorflow", "jax", "torch")} == {"mixed_bfloat16"}
     monkeypatch.setattr(performance, "cpu_flags", lambda: {"avx2", "fma"})
     assert {performance.fast_precision(backend) for backend in ("tensorflow", "jax", "torch")} == {"float32"}
 

@@ -107,7 +107,7 @@ def _loss_and_gradients(layer, x, scores, rows=None, **call_kwargs):
 
     def loss(out):
         out = out[0] if scores else out
-        out = out if rows is None else out[:, :rows]
+        out = keras.ops.cast(out if rows is None else out[:, :rows], "float32")
         return keras.ops.sum(out * out)
 
     backend = keras.backend.backend()
@@ -166,6 +166,24 @@ def test_query_tokens_give_the_first_rows_and_their_gradients(rng, scores):
     assert tuple(out.shape) == (2, 2, 12) and tuple(weights.shape) == (2, 3, 2, 11)
     np.testing.assert_allclose(to_numpy(weights), to_numpy(full_weights)[:, :, :2], atol=1e-6)
     np.testing.assert_allclose(to_numpy(out), to_numpy(full_out)[:, :2], atol=1e-5)
+
+
+@pytest.mark.parametrize("query_tokens", [None, 2], ids=["all-tokens", "query-tokens"])
+def test_bfloat16_kernel_follows_float32_values_and_gradients(rng, query_tokens):
+    """The bfloat16 fused path (on PyTorch's CPU two bfloat16 matmuls around the softmax, not the
+    flash kernel) stays within bfloat16's rounding of the float32 layer, gradients included."""
+    x = rng.normal(size=(2, 11, 12)).astype("float32")
+    reference = SelfAttention(num_heads=3)
+    reference.build(x.shape)
+    layer = SelfAttention(num_heads=3, dtype="mixed_bfloat16")
+    layer.build(x.shape)
+    layer.set_weights(reference.get_weights())
+    expected_value, expected_gradients = _loss_and_gradients(reference, x, False, query_tokens=query_tokens)
+    value, gradients = _loss_and_gradients(layer, x, False, query_tokens=query_tokens)
+    assert abs(float(value) - float(expected_value)) <= 0.02 * abs(float(expected_value))
+    for got, expected in zip(gradients, expected_gradients, strict=True):
+        got, expected = np.asarray(got, "float32"), np.asarray(expected, "float32")
+        assert np.linalg.norm(got - expected) <= 0.03 * np.linalg.norm(expected)
 
 
 def test_block_output_tokens_give_the_first_rows_and_their_gradients(rng):

@@ -33,7 +33,7 @@ def fake_hardware(monkeypatch, flags=(), gpu=None):
     [
         ("tensorflow", {"avx2", "fma"}, None, "float32", "CPU without avx512_bf16 or amx_bf16"),
         ("torch", {"avx2", "fma"}, None, "float32", "CPU without avx512_bf16 or amx_bf16"),
-        ("tensorflow", {"avx512f", "avx512_bf16"}, None, "float32", "TensorFlow on a CPU with avx512_bf16"),
+        ("tensorflow", {"avx512f", "avx512_bf16"}, None, "mixed_bfloat16", "TensorFlow on a CPU with avx512_bf16"),
         ("torch", {"avx512f", "avx512_bf16"}, None, "mixed_bfloat16", "torch on a CPU with avx512_bf16"),
         ("jax", {"amx_bf16", "amx_tile"}, None, "mixed_bfloat16", "jax on a CPU with amx_bf16"),
         ("tensorflow", {"avx2"}, (8, 0), "mixed_bfloat16", "GPU of compute capability 8.0"),
@@ -47,6 +47,41 @@ def test_auto_precision_picks_bfloat16_only_where_it_was_measured_faster(
     fake_hardware(monkeypatch, flags, gpu)
     picked, reason = performance.resolve_precision("auto", backend=backend)
     assert picked == policy and because in reason and reason.startswith("--precision auto: ")
+
+
+@pytest.mark.single_backend
+@pytest.mark.parametrize(
+    "backend, width, policy, because",
+    [
+        ("tensorflow", 64, "float32", "tensorflow on a CPU with avx512_bf16, model width 64 (below 128)"),
+        ("jax", 127, "float32", "jax on a CPU with avx512_bf16, model width 127 (below 128)"),
+        ("tensorflow", 128, "mixed_bfloat16", "TensorFlow on a CPU with avx512_bf16"),
+        ("jax", 192, "mixed_bfloat16", "jax on a CPU with avx512_bf16: native bfloat16"),
+        ("torch", 64, "mixed_bfloat16", "torch on a CPU with avx512_bf16: native bfloat16"),
+        ("tensorflow", None, "mixed_bfloat16", "TensorFlow on a CPU with avx512_bf16"),
+    ],
+)
+def test_auto_precision_keeps_narrow_models_in_float32_on_xla_backends(monkeypatch, backend, width, policy, because):
+    fake_hardware(monkeypatch, {"avx512f", "avx512_bf16"})
+    picked, reason = performance.resolve_precision("auto", backend=backend, width=width)
+    assert (picked, because in reason) == (policy, True)
+    assert performance.fast_precision(backend, width) == policy
+    fake_hardware(monkeypatch, {"avx2"}, (8, 0))  # a GPU takes bfloat16 at any width
+    assert performance.fast_precision(backend, 64) == "mixed_bfloat16"
+
+
+def test_the_trainer_resolves_auto_precision_for_its_models_width(monkeypatch, tmp_path, capsys):
+    fake_hardware(monkeypatch, {"avx512f", "avx512_bf16"})
+    narrow_on_xla = keras.backend.backend() != "torch"
+    for width, expected in ((100, "float32" if narrow_on_xla else "mixed_bfloat16"), (128, "mixed_bfloat16")):
+        argv = ["--preset", "vit_mnist_p7", "--embed-dim", str(width), "--epochs", "2", "--batch-size", "32"]
+        argv += ["--steps-per-epoch", "2", "--no-tensorboard", "--no-export", "--quiet"]
+        argv += ["--output", str(tmp_path / f"width{width}")]
+        with pytest.raises(KeyboardInterrupt):
+            train.train(cli.parse_train_config(argv), callbacks=[StopAtTrainBegin()])
+        start = json.loads(capsys.readouterr().out.splitlines()[0])
+        assert start["precision"] == expected and keras.mixed_precision.global_policy().name == expected
+        assert ("model width 100" in start["precision_reason"]) == (expected == "float32")
 
 
 @pytest.mark.single_backend
@@ -74,7 +109,8 @@ def test_auto_is_the_cli_default_and_the_help_states_the_rule(capsys):
     assert done.value.code == 0
     help_text = " ".join(capsys.readouterr().out.split())  # argparse wraps the line
     assert "auto: mixed_bfloat16 on a GPU of compute capability >= 8" in help_text
-    assert "a CPU with AVX512_BF16/AMX; else float32 (default: auto)" in help_text
+    assert "a CPU with AVX512_BF16/AMX (on TensorFlow and JAX for models of width >= 128;" in help_text
+    assert "TensorFlow then trains without XLA), else float32 (default: auto)" in help_text
 
 
 class StopAtTrainBegin(keras.callbacks.Callback):

@@ -201,8 +201,9 @@ def _add_train_optimisation(parser):
     opt.add_argument(
         "--precision",
         choices=PRECISIONS,
-        help="Keras dtype policy; auto: mixed_bfloat16 on a GPU of compute capability >= 8 or, on PyTorch and "
-        "JAX, a CPU with AVX512_BF16/AMX; else float32",
+        help="Keras dtype policy; auto: mixed_bfloat16 on a GPU of compute capability >= 8 or a CPU with "
+        "AVX512_BF16/AMX (on TensorFlow and JAX for models of width >= 128; TensorFlow then trains without XLA), "
+        "else float32",
     )
     opt.add_argument("--seed", type=int, help="seed of the weights, the validation split and the augmentation")
     opt.add_argument(

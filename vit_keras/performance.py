@@ -1,6 +1,6 @@
 """The fast paths: XLA compilation, steps per execution, bfloat16 where it is measured faster, all CPUs.
 
-    keras.mixed_precision.set_global_policy(fast_precision())   # before building the model
+    keras.mixed_precision.set_global_policy(fast_precision(width=192))   # embed_dim; before building
     model = vit_keras.vit_ti16()
     model.compile(optimizer, loss, metrics, **fast_compile_options())
     vit_keras.export_saved_model(model, "saved_models/vit", jit_compile=True)  # XLA-compiled serving
@@ -27,6 +27,13 @@ CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of native bf
 # (break-even about 250 steps); vit_mnist_tiny's first step 10.1-10.7 s and 6.0-6.9 s, its steps
 # 133-135 ms and 129-143 ms (break-even 500+ steps).
 XLA_MIN_TRAINING_STEPS = 300
+# On the CPU, `pick_precision` gives TensorFlow and JAX bfloat16 only for models at least this wide
+# (the width is the inner size of most of the model's products). Training images/s on a 2-vCPU AMD
+# EPYC (Zen 4, AVX512_BF16), bfloat16 over float32: ViT-Ti/16 (width 192): TensorFlow 1.34x
+# (without XLA, over float32 with XLA), JAX 1.22x, PyTorch 1.93x; vit_mnist_p7 (width 100,
+# batch 128): TensorFlow 0.47x, JAX 0.62x, PyTorch 1.04x; vit_mnist_tiny (width 64, batch 128):
+# TensorFlow 1.00x, JAX 0.84x, PyTorch 1.28x. PyTorch gets bfloat16 at every width.
+CPU_BF16_MIN_WIDTH = 128
 
 
 def fast_compile_options(steps_per_execution=8):
@@ -36,20 +43,44 @@ def fast_compile_options(steps_per_execution=8):
     TensorFlow, where it is the biggest single lever. Eager on PyTorch (torch.compile through
     Keras is slower for this model). `steps_per_execution` runs several steps per call, keeping
     Python out of the hot loop; it only changes how often callbacks and progress bars update
-    (Keras' PyTorch backend supports only 1, which it gets there). For a run of a few hundred
+    (Keras' PyTorch backend supports only 1, which it gets there). TensorFlow on the CPU under a
+    bfloat16 global policy runs without XLA (see `xla_slows_bfloat16`). For a run of a few hundred
     steps or fewer, `pick_jit_compile` says whether XLA's compile pays for itself on TensorFlow.
     """
     if not isinstance(steps_per_execution, int) or steps_per_execution < 1:
         raise ValueError(f"steps_per_execution must be a positive int; found {steps_per_execution!r}.")
-    compiled = keras.backend.backend() in ("tensorflow", "jax")
-    return {"jit_compile": compiled, "steps_per_execution": steps_per_execution if compiled else 1}
+    backend = keras.backend.backend()
+    compiled = backend in ("tensorflow", "jax")
+    return {
+        "jit_compile": compiled and not xla_slows_bfloat16(backend),
+        "steps_per_execution": steps_per_execution if compiled else 1,
+    }
 
 
-def pick_jit_compile(training_steps, backend=None):
+def xla_slows_bfloat16(backend=None, precision=None):
+    """Whether XLA would run this bfloat16 training slower than TensorFlow's own kernels.
+
+    True for TensorFlow on the CPU with a bfloat16 policy: XLA's CPU dots compute bfloat16 in
+    float32, while TensorFlow's oneDNN kernels use the CPU's native bfloat16 instructions. On a
+    2-vCPU AMD EPYC (Zen 4, AVX512_BF16) a 6304 x 192 x 768 bfloat16 matmul ran at 145 GFLOP/s
+    under XLA (162 in float32) and 274 in TensorFlow without XLA; ViT-Ti/16 training in
+    `mixed_bfloat16` took 15.9 images/s with XLA and 23.2 without (float32 with XLA: 17.3).
+
+    Args:
+        backend: the Keras backend name; default: the current one.
+        precision: the dtype policy name; default: the global policy's.
+    """
+    backend = backend or keras.backend.backend()
+    precision = precision or keras.config.dtype_policy().name
+    return backend == "tensorflow" and "bfloat16" in precision and not has_gpu()
+
+
+def pick_jit_compile(training_steps, backend=None, precision=None):
     """Whether XLA pays for its compile in a training run of `training_steps` optimizer steps, and why.
 
     TensorFlow: XLA from `XLA_MIN_TRAINING_STEPS` steps on; in shorter runs its one-off compile
-    costs more time than its faster steps save. JAX: always (its steps without XLA were measured
+    costs more time than its faster steps save. Never for bfloat16 on the CPU, where XLA computes
+    it in float32 (`xla_slows_bfloat16`). JAX: always (its steps without XLA were measured
     7-14x slower, and even its first step slower). PyTorch: never (it runs eagerly, as in
     `fast_compile_options`). This is what `vit-keras train --jit-compile auto` does;
     `fast_compile_options` gives XLA on TensorFlow regardless, for runs known to be long.
@@ -57,6 +88,7 @@ def pick_jit_compile(training_steps, backend=None):
     Args:
         training_steps: the optimizer steps the run takes (epochs x steps per epoch), a positive int.
         backend: the Keras backend name; default: the current one.
+        precision: the run's dtype policy name; default: the global policy's.
 
     Returns:
         (jit_compile, reason): the `jit_compile` value for `model.compile` and one sentence saying why.
@@ -78,6 +110,8 @@ def pick_jit_compile(training_steps, backend=None):
         return False, "PyTorch runs eagerly (torch.compile through Keras is slower for this model)"
     if backend != "tensorflow":
         return False, f"the {backend} backend has no XLA"
+    if xla_slows_bfloat16(backend, precision):
+        return False, "XLA computes bfloat16 in float32 on the CPU; TensorFlow's own kernels run it natively"
     steps, least = f"{training_steps:,} training steps", XLA_MIN_TRAINING_STEPS
     if training_steps < least:
         return False, f"{steps} < {least}, too few to pay for XLA's compile on TensorFlow"
@@ -159,33 +193,43 @@ def gpu_compute_capability():
         return (0, 0)
 
 
-def fast_precision(backend=None):
-    """The faster dtype policy on this machine: the policy of `pick_precision(backend)`.
+def fast_precision(backend=None, width=None):
+    """The faster dtype policy on this machine: the policy of `pick_precision(backend, width)`.
 
     Args:
         backend: the Keras backend name; default: the current one.
+        width: the model's width (`embed_dim`); default: unknown, treated as wide enough.
 
     Returns:
         "mixed_bfloat16" where it was measured faster than float32 (see `pick_precision`), else "float32".
     """
-    return pick_precision(backend)[0]
+    return pick_precision(backend, width)[0]
 
 
-def pick_precision(backend=None):
+def pick_precision(backend=None, width=None):
     """The dtype policy `--precision auto` resolves to on this machine, and why.
 
     bfloat16 (`"mixed_bfloat16"`) only where it was measured faster than float32: a GPU of compute
-    capability >= 8.0 (any backend), or a CPU with AVX512_BF16 or AMX-BF16 on the PyTorch and JAX
-    backends. TensorFlow on the CPU stays in float32: its `mixed_bfloat16` training was measured
-    slower than its float32 on an AVX512_BF16 CPU (AMD Zen 4), where PyTorch's bfloat16 was 1.4x
-    faster than its float32.
+    capability >= 8.0, or a CPU with AVX512_BF16 or AMX-BF16; there, on TensorFlow and JAX, only
+    for models of width `CPU_BF16_MIN_WIDTH` or more (narrower models' products are too small for
+    bfloat16 to pay under XLA). Measured on a 2-vCPU AMD EPYC (Zen 4, AVX512_BF16), ViT-Ti/16
+    training images/s in `mixed_bfloat16` against float32: PyTorch 29.3 / 15.2, TensorFlow without
+    XLA 23.2 against float32 with XLA 17.3 (with XLA, bfloat16 took 15.9: TensorFlow trains
+    bfloat16 on the CPU without XLA, see `xla_slows_bfloat16`), JAX 8.2 / 6.7 (BENCHMARKS.md).
 
     Args:
         backend: the Keras backend name; default: the current one.
+        width: the model's width (`embed_dim`); default: unknown, treated as wide enough.
 
     Returns:
         (policy, reason): a value of `vit_keras.choices.PRECISIONS` other than "auto", and one
-        sentence naming the device, CPU flag or backend it was picked for.
+        sentence naming the device, CPU flag, backend or model width it was picked for.
+
+    Example:
+
+    >>> policy, reason = pick_precision("torch")
+    >>> policy in ("float32", "mixed_bfloat16")
+    True
     """
     backend = backend or keras.backend.backend()
     if has_gpu():
@@ -196,17 +240,23 @@ def pick_precision(backend=None):
     native = sorted(cpu_flags() & set(CPU_BF16_FLAGS))
     if not native:
         return "float32", f"CPU without {' or '.join(CPU_BF16_FLAGS)}: bfloat16 would be emulated"
+    if backend != "torch" and width is not None and width < CPU_BF16_MIN_WIDTH:
+        return "float32", (
+            f"{backend} on a CPU with {native[0]}, model width {width} (below {CPU_BF16_MIN_WIDTH}): "
+            "its products are too small for bfloat16 to pay"
+        )
     if backend == "tensorflow":
-        return "float32", (f"TensorFlow on a CPU with {native[0]}: its mixed_bfloat16 was measured slower than float32")
+        return BFLOAT16, f"TensorFlow on a CPU with {native[0]}: native bfloat16 in TensorFlow's kernels, without XLA"
     return BFLOAT16, f"{backend} on a CPU with {native[0]}: native bfloat16"
 
 
-def resolve_precision(precision, backend=None):
+def resolve_precision(precision, backend=None, width=None):
     """`precision` itself, or for "auto" the policy `pick_precision` gives; and the reason.
 
     Args:
         precision: a value of `vit_keras.choices.PRECISIONS` ("auto", "float32", ...).
         backend: the Keras backend name; default: the current one.
+        width: the model's width (`embed_dim`), for `pick_precision`; default: unknown.
 
     Returns:
         (policy, reason): the Keras dtype policy name and one sentence saying why it was chosen.
@@ -218,7 +268,7 @@ def resolve_precision(precision, backend=None):
         raise ValueError(f"precision must be one of {list(PRECISIONS)}; found {precision!r}.")
     if precision != "auto":
         return precision, "asked for with --precision"
-    policy, reason = pick_precision(backend)
+    policy, reason = pick_precision(backend, width)
     return policy, f"--precision auto: {reason}"
 
 

@@ -15,8 +15,8 @@ Picked defaults (when `batch_size`, `epochs` or `warmup` is None): see `pick_sch
 
 Set-up, before the first TensorFlow op: `vit_keras.performance.configure_cpu_threads` lets the
 thread pools run on every allowed CPU, and `--precision auto` (the default) is resolved by
-`vit_keras.performance.resolve_precision`; the run directory records the resolved policy, and a
-resumed run must resolve to the same one.
+`vit_keras.performance.resolve_precision` (from the hardware, the backend and the model's width);
+the run directory records the resolved policy, and a resumed run must resolve to the same one.
 """
 
 import dataclasses
@@ -170,12 +170,13 @@ def compile_options(config, training_steps):
     "on" / "off" are kept. "auto" is `vit_keras.performance.pick_jit_compile` for the whole run's
     `training_steps` (epochs x steps per epoch, also when resuming, so a resumed run compiles as it
     started): on TensorFlow, XLA only for runs long enough to pay for its compile (Keras' own "auto"
-    leaves XLA off on CPU TensorFlow), always on JAX, never on PyTorch. Steps per execution are
-    those of `fast_compile_options`: as asked on TensorFlow (with or without XLA) and JAX, 1 on PyTorch.
+    leaves XLA off on CPU TensorFlow) and never for bfloat16 on the CPU, always on JAX, never on
+    PyTorch. Steps per execution are those of `fast_compile_options`: as asked on TensorFlow (with
+    or without XLA) and JAX, 1 on PyTorch.
     """
     options = fast_compile_options(config.steps_per_execution)
     if config.jit_compile == "auto":
-        options["jit_compile"], reason = pick_jit_compile(training_steps)
+        options["jit_compile"], reason = pick_jit_compile(training_steps, precision=config.precision)
         return options, f"--jit-compile auto: {reason}"
     options["jit_compile"] = config.jit_compile == "on"
     return options, "asked for with --jit-compile"
@@ -577,7 +578,8 @@ def _set_up(config):
     """
     cpu_threads = configure_cpu_threads()
     plan = setup_distribution(config.distribute, config.batch_size or 1)
-    precision, reason = resolve_precision(config.precision)
+    width = config.embed_dim or ARCHITECTURES[config.preset]["embed_dim"]
+    precision, reason = resolve_precision(config.precision, width=width)
     asked = config.precision if config.precision != precision else None
     setup = {"cpu_threads": cpu_threads, "precision_reason": reason, "asked_precision": asked}
     return dataclasses.replace(config, precision=precision), setup, plan

@@ -1,11 +1,16 @@
-"""What the single-kernel benchmarks (matmul_libraries.py, xla_products.py, dropout_draws.py)
-share: their `--repeats` command line, the CPU line they print first and the median timing of one call.
+"""What the single-kernel benchmarks (matmul_libraries.py, xla_products.py, dropout_draws.py,
+bfloat16_kernels.py) share: their `--repeats` command line, the CPU line they print first, the
+median timing of one call and their workers in fresh processes.
 
 Nothing here imports a deep-learning framework.
 """
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 
 from bench.machine import cpu_description, describe_flags
@@ -36,3 +41,15 @@ def median_seconds(fn, repeats):
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def measure_in_process(script, variable, framework, repeats, keras_backend):
+    """Run `script` again in a fresh process as the worker of `framework`; return its JSON line.
+
+    The worker sees `variable`=`framework` (it then prints its measurements as one JSON line) and
+    KERAS_BACKEND=`keras_backend`, with TensorFlow's C++ logging off.
+    """
+    command = [sys.executable, os.path.abspath(script), "--repeats", str(repeats)]
+    env = dict(os.environ, **{variable: framework}, KERAS_BACKEND=keras_backend, TF_CPP_MIN_LOG_LEVEL="3")
+    run = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    return json.loads(run.stdout.strip().splitlines()[-1])

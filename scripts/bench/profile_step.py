@@ -2,14 +2,16 @@
 
 On the Keras PyTorch backend (the default): vit_keras and timm's ViT on the same batch under
 torch.profiler (self CPU time per operator); the operator mix (matmuls, attention, norms, GELU,
-optimizer) is what every backend has to execute. With `--backend tensorflow`: vit_keras trained
-by TensorFlow + XLA (`model.fit`, 2 steps per execution), traced by TensorFlow's profiler with
-XLA's per-thunk trace events; the time is summed per XLA operation kind (the HLO instruction
-name without its number: `MatMul` for the dense projections, `dot` for the attention's batched
-products, `*_fusion` for the fused element-wise and reduction kernels).
+optimizer) is what every backend has to execute. With `--backend tensorflow` (or `jax`): vit_keras
+trained by TensorFlow (JAX) + XLA (`model.fit`, 2 steps per execution), traced by the backend's
+profiler with XLA's per-thunk trace events; the time is summed per XLA operation kind (the HLO
+instruction name without its number: `MatMul` for the dense projections, `dot` for the attention's
+batched products, `*_fusion` for the fused element-wise and reduction kernels, `ynn_fusion` for
+the products XLA hands to YNNPACK under JAX). JAX's Python trace events (`$...`) are left out.
 
     .venv/bin/python scripts/bench/profile_step.py --preset vit_ti16 --image-size 224
     .venv/bin/python scripts/bench/profile_step.py --backend tensorflow --impls vit_keras
+    .venv/bin/python scripts/bench/profile_step.py --backend jax --impls vit_keras
 """
 
 import argparse
@@ -24,13 +26,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # Enclosing trace events (the Python call, the executor, the whole XLA program): not operations.
 _XLA_WRAPPERS = re.compile(
-    r"^(ThunkExecutor|CpuExecutable|BlockUntilReady|Eager|TFE_|KernelAndDevice|ExecutorState|"
+    r"^(\$|ThunkExecutor|CpuExecutable|BlockUntilReady|Eager|TFE_|KernelAndDevice|ExecutorState|"
     r"__inference|multi_step|one_step|end: )"
 )
 
 
 def _spec(impl, args):
-    xla = args.backend == "tensorflow"
+    xla = args.backend in ("tensorflow", "jax")
     return dict(
         impl=impl,
         task="train",
@@ -88,33 +90,44 @@ def xla_operation_times(xspace_file):
     return {name: (seconds[name], calls[name]) for name in seconds}
 
 
-def profile_xla(impl, args):
+def _xla_profiler(backend):
+    """(start(logdir), stop()) of the profiler of `backend` ("tensorflow" or "jax"); both write XSpace files."""
+    if backend == "jax":
+        import jax
+
+        return jax.profiler.start_trace, jax.profiler.stop_trace
     import tensorflow as tf
 
+    return tf.profiler.experimental.start, tf.profiler.experimental.stop
+
+
+def profile_xla(impl, args):
     from bench.workloads import build_workload
     from vit_keras.performance import configure_cpu_threads
 
     configure_cpu_threads()
+    start, stop = _xla_profiler(args.backend)
     workload = build_workload(_spec(impl, args))
     steps = max(2, args.steps - args.steps % 2)
     workload.run(2)
     workload.run(2)  # warm-up: the first call compiles
     with tempfile.TemporaryDirectory() as logdir:
-        tf.profiler.experimental.start(logdir)
+        start(logdir)
         seconds = workload.run(steps)
-        tf.profiler.experimental.stop()
+        stop()
         (xspace_file,) = glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)
         times = xla_operation_times(xspace_file)
     total = sum(t for t, _ in times.values())
     shares = {name: (t / total, calls) for name, (t, calls) in times.items()}
-    title = f"{impl} on TensorFlow + XLA ({args.preset}, {args.image_size} px, batch {args.batch_size})"
+    framework = {"tensorflow": "TensorFlow", "jax": "JAX"}[args.backend]
+    title = f"{impl} on {framework} + XLA ({args.preset}, {args.image_size} px, batch {args.batch_size})"
     timing = f"{seconds / steps:.2f} s/step under the profiler, operations {total / steps:.2f} s/step (all threads)"
     _print_table(f"{title}: {timing}", shares, args.top)
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--backend", choices=("torch", "tensorflow"), default="torch")
+    p.add_argument("--backend", choices=("torch", "tensorflow", "jax"), default="torch")
     p.add_argument("--preset", default="vit_ti16")
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--batch-size", type=int, default=32)
@@ -126,7 +139,7 @@ def main():
     args = p.parse_args()
     os.environ["KERAS_BACKEND"] = args.backend
     profile = profile_torch
-    if args.backend == "tensorflow":
+    if args.backend in ("tensorflow", "jax"):
         # XLA's per-thunk trace events; read when TensorFlow is first imported.
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_enable_xprof_traceme=true").strip()
         profile = profile_xla

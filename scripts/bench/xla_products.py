@@ -13,11 +13,10 @@ float32 (both XLA-compiled), and PyTorch's dynamic int8 `Linear` (fbgemm) agains
 
 import json
 import os
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.micro import median_seconds, parse_repeats, print_cpu  # noqa: E402
+from bench.micro import measure_in_process, median_seconds, parse_repeats, print_cpu  # noqa: E402
 
 TOKENS, HEADS, HEAD_DIM = 32 * 197, 32 * 3, 64
 PROJECTIONS = [(192, 576), (192, 192), (192, 768), (768, 192)]  # (inner, outputs): q/k/v, output, MLP in, MLP out
@@ -99,12 +98,9 @@ def measure_torch(repeats):
 
 
 def _run_framework(framework, repeats):
-    """The {label: GFLOP/s} of `framework`, measured in a fresh process."""
-    command = [sys.executable, os.path.abspath(__file__), "--repeats", str(repeats)]
-    # Keras on TensorFlow in the TensorFlow worker, whatever KERAS_BACKEND this process was given.
-    env = dict(os.environ, XLA_PRODUCTS_FRAMEWORK=framework, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
-    run = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
-    return json.loads(run.stdout.strip().splitlines()[-1])
+    """The {label: GFLOP/s} of `framework`, measured in a fresh process (Keras there on TensorFlow,
+    whatever KERAS_BACKEND this process was given)."""
+    return measure_in_process(__file__, "XLA_PRODUCTS_FRAMEWORK", framework, repeats, "tensorflow")
 
 
 def main(argv=None):
