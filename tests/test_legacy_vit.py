@@ -1,5 +1,6 @@
 """`from vit_keras import vit`: the old TF-only vit-keras API, unchanged, on Keras 3."""
 
+import inspect
 import json
 import warnings
 
@@ -219,3 +220,15 @@ def test_old_utils_load_weights_numpy_and_apply_embedding_weights():
         utils.apply_embedding_weights(layer, table, 6, 6)
     inputs_48, logits_48 = np.load(PARITY / "inputs_48.npy"), np.load(PARITY / "logits_48.npy")
     assert np.abs(to_numpy(large(inputs_48)) - logits_48).max() < 1e-4
+
+
+@pytest.mark.single_backend
+def test_the_constructors_keep_the_old_packages_signatures():
+    expected = ["image_size", "classes", "activation", "include_top", "pretrained", "pretrained_top", "weights"]
+    defaults = {"vit_b16": (224, 224), "vit_b32": (224, 224), "vit_l16": (384, 384), "vit_l32": (384, 384)}
+    for name, size in defaults.items():
+        constructor = getattr(vit, name)
+        parameters = inspect.signature(constructor).parameters
+        assert list(parameters) == expected and parameters["image_size"].default == size
+        assert parameters["classes"].default == 1000 and parameters["weights"].default == "imagenet21k+imagenet2012"
+        assert constructor.__name__ == name and "heads" in constructor.__doc__

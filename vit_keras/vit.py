@@ -193,101 +193,38 @@ def _vit(
     return model
 
 
-def vit_b16(
-    image_size=(224, 224),
-    classes=1000,
-    activation="linear",
-    include_top=True,
-    pretrained=True,
-    pretrained_top=True,
-    weights="imagenet21k+imagenet2012",
-):
-    """ViT-B/16 (width 768, depth 12, 12 heads), optionally with ImageNet weights."""
-    return _vit(
-        "B_16",
-        CONFIG_B,
-        16,
-        (224, 224),
-        image_size,
-        classes,
-        activation,
-        include_top,
-        pretrained,
-        pretrained_top,
-        weights,
-    )
+def _constructor(size, config, patch_size, default_size, description):
+    """The old package's `vit_<size>` function: its signature and defaults, building through `_vit`."""
+
+    def constructor(
+        image_size=default_size,
+        classes=1000,
+        activation="linear",
+        include_top=True,
+        pretrained=True,
+        pretrained_top=True,
+        weights="imagenet21k+imagenet2012",
+    ):
+        return _vit(
+            size,
+            config,
+            patch_size,
+            default_size,
+            image_size,
+            classes,
+            activation,
+            include_top,
+            pretrained,
+            pretrained_top,
+            weights,
+        )
+
+    constructor.__name__ = constructor.__qualname__ = f"vit_{size.lower().replace('_', '')}"
+    constructor.__doc__ = f"{description}, optionally with ImageNet weights."
+    return constructor
 
 
-def vit_b32(
-    image_size=(224, 224),
-    classes=1000,
-    activation="linear",
-    include_top=True,
-    pretrained=True,
-    pretrained_top=True,
-    weights="imagenet21k+imagenet2012",
-):
-    """ViT-B/32 (width 768, depth 12, 12 heads), optionally with ImageNet weights."""
-    return _vit(
-        "B_32",
-        CONFIG_B,
-        32,
-        (224, 224),
-        image_size,
-        classes,
-        activation,
-        include_top,
-        pretrained,
-        pretrained_top,
-        weights,
-    )
-
-
-def vit_l16(
-    image_size=(384, 384),
-    classes=1000,
-    activation="linear",
-    include_top=True,
-    pretrained=True,
-    pretrained_top=True,
-    weights="imagenet21k+imagenet2012",
-):
-    """ViT-L/16 (width 1024, depth 24, 16 heads), optionally with ImageNet weights."""
-    return _vit(
-        "L_16",
-        CONFIG_L,
-        16,
-        (384, 384),
-        image_size,
-        classes,
-        activation,
-        include_top,
-        pretrained,
-        pretrained_top,
-        weights,
-    )
-
-
-def vit_l32(
-    image_size=(384, 384),
-    classes=1000,
-    activation="linear",
-    include_top=True,
-    pretrained=True,
-    pretrained_top=True,
-    weights="imagenet21k+imagenet2012",
-):
-    """ViT-L/32 (width 1024, depth 24, 16 heads), optionally with ImageNet weights."""
-    return _vit(
-        "L_32",
-        CONFIG_L,
-        32,
-        (384, 384),
-        image_size,
-        classes,
-        activation,
-        include_top,
-        pretrained,
-        pretrained_top,
-        weights,
-    )
+vit_b16 = _constructor("B_16", CONFIG_B, 16, (224, 224), "ViT-B/16 (width 768, depth 12, 12 heads)")
+vit_b32 = _constructor("B_32", CONFIG_B, 32, (224, 224), "ViT-B/32 (width 768, depth 12, 12 heads)")
+vit_l16 = _constructor("L_16", CONFIG_L, 16, (384, 384), "ViT-L/16 (width 1024, depth 24, 16 heads)")
+vit_l32 = _constructor("L_32", CONFIG_L, 32, (384, 384), "ViT-L/32 (width 1024, depth 24, 16 heads)")
