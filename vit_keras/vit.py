@@ -159,42 +159,8 @@ def load_pretrained(size, weights, pretrained_top, model, image_size=None, patch
     assign_weights(model, canonical, source=str(path))
 
 
-def _vit(
-    size,
-    config,
-    patch_size,
-    default_size,
-    image_size,
-    classes,
-    activation,
-    include_top,
-    pretrained,
-    pretrained_top,
-    weights,
-):
-    if pretrained_top:
-        classes = validate_pretrained_top(include_top, pretrained, classes, weights)
-    elif pretrained and weights not in WEIGHTS:
-        raise ValueError(f"weights must be one of {sorted(WEIGHTS)}; found {weights!r}.")
-    model = build_model(
-        **config,
-        name=f"vit-{size.lower().replace('_', '')}",
-        patch_size=patch_size,
-        image_size=default_size if image_size is None else image_size,
-        classes=classes,
-        activation=activation,
-        include_top=include_top,
-        representation_size=config["hidden_size"] if weights == "imagenet21k" else None,
-    )
-    if pretrained:
-        load_pretrained(size=size, weights=weights, pretrained_top=pretrained_top, model=model)
-        if pretrained_top and weights == "imagenet21k+imagenet2012":
-            set_class_names(model, imagenet_classes())
-    return model
-
-
 def _constructor(size, config, patch_size, default_size, description):
-    """The old package's `vit_<size>` function: its signature and defaults, building through `_vit`."""
+    """The old package's `vit_<size>` function: its signature, defaults and pretrained loading."""
 
     def constructor(
         image_size=default_size,
@@ -205,19 +171,25 @@ def _constructor(size, config, patch_size, default_size, description):
         pretrained_top=True,
         weights="imagenet21k+imagenet2012",
     ):
-        return _vit(
-            size,
-            config,
-            patch_size,
-            default_size,
-            image_size,
-            classes,
-            activation,
-            include_top,
-            pretrained,
-            pretrained_top,
-            weights,
+        if pretrained_top:
+            classes = validate_pretrained_top(include_top, pretrained, classes, weights)
+        elif pretrained and weights not in WEIGHTS:
+            raise ValueError(f"weights must be one of {sorted(WEIGHTS)}; found {weights!r}.")
+        model = build_model(
+            **config,
+            name=f"vit-{size.lower().replace('_', '')}",
+            patch_size=patch_size,
+            image_size=default_size if image_size is None else image_size,
+            classes=classes,
+            activation=activation,
+            include_top=include_top,
+            representation_size=config["hidden_size"] if weights == "imagenet21k" else None,
         )
+        if pretrained:
+            load_pretrained(size=size, weights=weights, pretrained_top=pretrained_top, model=model)
+            if pretrained_top and weights == "imagenet21k+imagenet2012":
+                set_class_names(model, imagenet_classes())
+        return model
 
     constructor.__name__ = constructor.__qualname__ = f"vit_{size.lower().replace('_', '')}"
     constructor.__doc__ = f"{description}, optionally with ImageNet weights."
