@@ -41,18 +41,6 @@ from vit_keras.performance import configure_cpu_threads, fast_compile_options, p
 from vit_keras.predict import evaluate_model
 from vit_keras.train_config import TrainConfig, flag
 
-MODEL_OVERRIDES = (
-    "patch_size",
-    "embed_dim",
-    "depth",
-    "num_heads",
-    "mlp_dim",
-    "dropout",
-    "attention_dropout",
-    "drop_path",
-    "pooling",
-    "stem",
-)
 MIN_STEPS_PER_EPOCH = 20  # fewer: a warning that the optimizer gets few steps
 TARGET_STEPS_PER_EPOCH = 50  # a picked batch size leaves at least this many steps per epoch (when it can)
 TARGET_TOTAL_STEPS = 1000  # picked epochs give at least this many optimizer steps, within 5-50 epochs
@@ -123,8 +111,7 @@ def pick_schedule(config, train_size, replicas=1):
 
 def model_config(config, image_shape, num_classes):
     """The `ViT` keyword arguments of `config.preset` with the overrides and the dataset's shape applied."""
-    overrides = {k: getattr(config, k) for k in MODEL_OVERRIDES if getattr(config, k) is not None}
-    model = {**ARCHITECTURES[config.preset], **overrides}
+    model = config.architecture()
     height, width, channels = image_shape
     native = height if height == width else (height, width)
     image_size = config.image_size or (model.get("image_size") if height is None else native) or 224
@@ -578,8 +565,7 @@ def _set_up(config):
     """
     cpu_threads = configure_cpu_threads()
     plan = setup_distribution(config.distribute, config.batch_size or 1)
-    width = config.embed_dim or ARCHITECTURES[config.preset]["embed_dim"]
-    precision, reason = resolve_precision(config.precision, width=width)
+    precision, reason = resolve_precision(config.precision, width=config.architecture()["embed_dim"])
     asked = config.precision if config.precision != precision else None
     setup = {"cpu_threads": cpu_threads, "precision_reason": reason, "asked_precision": asked}
     return dataclasses.replace(config, precision=precision), setup, plan

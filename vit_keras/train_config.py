@@ -26,6 +26,19 @@ MAX_SEED = 2**32 - 1  # Keras' and NumPy's seeds are unsigned 32-bit integers
 MAX_TOKENS = 128 * 128  # patch tokens per image: a 128 x 128 grid, e.g. 2048 px at patch 16
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # larger hyperparameters become inf in the optimizer
 MAX_PARAMETERS = 2**31  # about 2.1 B weights (ViT-H/14 has 632 M): beyond it the weights alone take 8+ GiB
+# The fields that override the preset's `ViT` keyword arguments when given (see `TrainConfig.architecture`).
+MODEL_OVERRIDES = (
+    "patch_size",
+    "embed_dim",
+    "depth",
+    "num_heads",
+    "mlp_dim",
+    "dropout",
+    "attention_dropout",
+    "drop_path",
+    "pooling",
+    "stem",
+)
 
 
 def uses_data_dir(dataset):
@@ -124,6 +137,14 @@ class TrainConfig:
             check(self)
         return self
 
+    def architecture(self):
+        """The preset's `ViT` keyword arguments with the model flags that were given applied.
+
+        The dataset's image shape and classes are not in it yet (`vit_keras.train.model_config`).
+        """
+        overrides = {k: getattr(self, k) for k in MODEL_OVERRIDES if getattr(self, k) is not None}
+        return {**ARCHITECTURES[self.preset], **overrides}
+
     def run_options(self):
         """{field: value} of the options a run's results depend on (all but output, overwrite, quiet)."""
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in RUN_ONLY_OPTIONS}
@@ -221,8 +242,9 @@ def _check_numbers(config):
 
 
 def _check_model(config):
-    patch = config.patch_size or ARCHITECTURES[config.preset]["patch_size"]
-    size = config.image_size or ARCHITECTURES[config.preset].get("image_size")
+    model = config.architecture()
+    patch = model["patch_size"]
+    size = config.image_size or model.get("image_size")
     if size is not None and size % patch:
         raise ValueError(
             f"--image-size {size} is not divisible by the patch size {patch}: "
@@ -234,17 +256,15 @@ def _check_model(config):
             f"at most {MAX_TOKENS:,} ({math.isqrt(MAX_TOKENS)} x {math.isqrt(MAX_TOKENS)}) are supported: "
             "choose a smaller --image-size or a larger --patch-size."
         )
-    embed = config.embed_dim or ARCHITECTURES[config.preset]["embed_dim"]
-    heads = config.num_heads or ARCHITECTURES[config.preset]["num_heads"]
+    embed, heads = model["embed_dim"], model["num_heads"]
     if embed % heads:
         raise ValueError(f"--embed-dim {embed} must be divisible by --num-heads {heads}.")
-    _check_model_size(config, embed)
+    _check_model_size(model)
 
 
-def _check_model_size(config, embed):
+def _check_model_size(model):
     """Refuse a model whose encoder has more than `MAX_PARAMETERS` weights (it would not fit in memory)."""
-    depth = config.depth or ARCHITECTURES[config.preset]["depth"]
-    mlp = config.mlp_dim or ARCHITECTURES[config.preset]["mlp_dim"]
+    embed, depth, mlp = model["embed_dim"], model["depth"], model["mlp_dim"]
     parameters = depth * (4 * embed * embed + 2 * embed * mlp)  # attention and MLP weights of the blocks
     if parameters > MAX_PARAMETERS:
         raise ValueError(
