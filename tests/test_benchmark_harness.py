@@ -6,6 +6,7 @@ functions directly.
 No test needs timm or keras-hub: the peers' rows are checked on synthetic timings.
 """
 
+import argparse
 import datetime
 import json
 import os
@@ -453,3 +454,28 @@ def test_bfloat16_kernels_measures_every_product_of_this_backend():
         expected |= {f"attention {name}" for name in ("flash float32", "flash bfloat16", "matmuls bfloat16")}
     assert set(measured) == expected
     assert all(0 < value < float("inf") for value in measured.values())
+
+
+def test_attention_paths_times_both_paths_and_they_agree(capsys):
+    import keras
+    import numpy as np
+    from bench import attention_paths
+
+    argv = ["--preset", "vit_mnist_p7", "--image-size", "28", "--batch-size", "4", "--num-classes", "10"]
+    if keras.backend.backend() == "torch":
+        with pytest.raises(SystemExit):
+            attention_paths.main(argv + ["--rounds", "1"])
+        assert "KERAS_BACKEND must be tensorflow or jax; found 'torch'" in capsys.readouterr().err
+        return
+    times = attention_paths.main(argv + ["--rounds", "2"])
+    calls = ("forward", "forward, batch 1", "training step")
+    assert set(times) == {(path, call) for path in attention_paths.PATHS for call in calls}
+    assert all(len(t) == 2 and all(0 < s < 60 for s in t) for t in times.values())
+    assert capsys.readouterr().out.count("ratio") == 3
+    spec = dict(preset="vit_mnist_p7", image_size=28, batch_size=4, num_classes=10, precision="float32")
+    models, images = attention_paths.build_models(argparse.Namespace(**spec))
+    keras_op, ours = (models[path][0](images) for path in attention_paths.PATHS)
+    np.testing.assert_allclose(ours, keras_op, rtol=1e-4, atol=1e-4)  # same weights (seed), same function
+    with pytest.raises(SystemExit):
+        attention_paths.main(argv + ["--rounds", "0"])
+    assert "--rounds must be >= 1; found 0" in capsys.readouterr().err

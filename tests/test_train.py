@@ -427,7 +427,7 @@ def test_plot_training_curves(tmp_path):
 
 
 @pytest.mark.single_backend
-def test_fine_tuning_from_pretrained_weights_with_a_frozen_backbone(tmp_path):
+def test_fine_tuning_from_pretrained_weights_with_a_frozen_backbone_in_bfloat16(tmp_path):
     from test_data import write_image_folder
 
     from vit_keras.pretrained import load_pretrained
@@ -469,7 +469,6 @@ def test_fine_tuning_from_pretrained_weights_with_a_frozen_backbone(tmp_path):
             "--precision",
             "mixed_bfloat16",
             "--no-tensorboard",
-            "--no-export",
             "--output",
             str(output),
             "--quiet",
@@ -485,6 +484,15 @@ def test_fine_tuning_from_pretrained_weights_with_a_frozen_backbone(tmp_path):
             np.testing.assert_allclose(keras.ops.convert_to_numpy(got), keras.ops.convert_to_numpy(want))
     config = json.loads((output / "config.json").read_text())
     assert config["args"]["precision"] == "mixed_bfloat16" and config["model"]["num_classes"] == 2
+    # The SavedModel serves in float32 (full speed on every CPU), whatever the training precision.
+    import tensorflow as tf
+
+    as_float32 = ViT(**{**tuned.get_config(), "dtype": "float32"})
+    as_float32.set_weights(tuned.get_weights())
+    images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    loaded = tf.saved_model.load(results["saved_model"])
+    served = loaded.signatures["serving_default"](images=tf.constant(images))["logits"].numpy()
+    np.testing.assert_allclose(served, keras.ops.convert_to_numpy(as_float32(images)), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.single_backend

@@ -25,7 +25,7 @@ import re
 import sys
 
 from vit_keras.architectures import ARCHITECTURES, POOLINGS, STEMS
-from vit_keras.choices import AUGMENTATIONS, BACKENDS, DISTRIBUTE_MODES, EXPORT_FORMATS, PRECISIONS
+from vit_keras.choices import AUGMENTATIONS, BACKENDS, DISTRIBUTE_MODES, EXPORT_FORMATS, EXPORT_PRECISIONS, PRECISIONS
 from vit_keras.train_config import JIT_CHOICES, PREPROCESSING_CHOICES, TrainConfig, check_data_dir
 
 DISTRIBUTION = "vit-keras3"  # the package's name on PyPI (pyproject.toml)
@@ -407,6 +407,12 @@ def _add_export_parser(commands):
         action="store_true",
         help="compile the SavedModel's forward pass with XLA (input checks stay outside it)",
     )
+    parser.add_argument(
+        "--precision",
+        choices=EXPORT_PRECISIONS,
+        help="the dtype policy to serve in (default: the model's own); mixed_bfloat16 with --jit-compile "
+        "is the fastest on CPUs with AVX512_BF16 or AMX",
+    )
 
 
 def _export(args, load):
@@ -415,7 +421,9 @@ def _export(args, load):
     if args.format == "onnx":
         if args.version is not None or class_names or args.jit_compile:
             raise ValueError("--version, --class-names and --jit-compile apply to --format saved_model only.")
-        path = export.export_onnx(args.model, args.output, overwrite=args.overwrite, top_k=args.top_k)
+        path = export.export_onnx(
+            args.model, args.output, overwrite=args.overwrite, top_k=args.top_k, precision=args.precision
+        )
     else:
         path = export.export_saved_model(
             args.model,
@@ -425,6 +433,7 @@ def _export(args, load):
             overwrite=args.overwrite,
             top_k=args.top_k,
             jit_compile=args.jit_compile,
+            precision=args.precision,
         )
     print(path)
 

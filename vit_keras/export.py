@@ -28,7 +28,8 @@ import zlib
 import keras
 
 from vit_keras import runs
-from vit_keras.validation import check_positive
+from vit_keras.choices import EXPORT_PRECISIONS
+from vit_keras.validation import check_choice, check_positive
 
 
 class ExportError(RuntimeError):
@@ -137,6 +138,38 @@ def load_model_argument(model):
     path = pathlib.Path(model)
     loaded, _ = runs.load_run_model(path)
     return loaded, runs.run_class_names(path if path.is_dir() else path.parent)
+
+
+def _check_precision(precision):
+    """`precision` if it is None or one of `EXPORT_PRECISIONS`; else a one-line ValueError."""
+    return None if precision is None else check_choice("precision", precision, EXPORT_PRECISIONS)
+
+
+def with_precision(model, precision):
+    """`model`, or a copy of it that computes in `precision` (same weights) when that differs.
+
+    Args:
+        model: a `vit_keras.ViT` (any other model only with `precision=None`).
+        precision: None (the model's own policy) or one of `EXPORT_PRECISIONS`.
+
+    Returns:
+        A keras.Model whose dtype policy is `precision`.
+
+    Raises:
+        ValueError: a precision for a model that is not a `vit_keras.ViT`.
+    """
+    if precision is None or model.dtype_policy.name == precision:
+        return model
+    from vit_keras.model import ViT
+
+    if not isinstance(model, ViT):
+        raise ValueError(
+            f"precision={precision!r} re-creates a vit_keras.ViT in that policy; found a "
+            f"{type(model).__name__}: export it with precision=None."
+        )
+    copy = ViT.from_config(dict(model.get_config(), dtype=precision))
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def _write_in_subprocess(model_file, path, options):
@@ -260,7 +293,9 @@ def _check_flag(value, name):
 # ----------------------------------------------------------------------------- SavedModel
 
 
-def export_saved_model(model, base_dir, version=None, class_names=None, overwrite=False, top_k=5, jit_compile=False):
+def export_saved_model(
+    model, base_dir, version=None, class_names=None, overwrite=False, top_k=5, jit_compile=False, precision=None
+):
     """Export an image classifier as a TF Serving SavedModel at `base_dir/<version>/`; return that path.
 
     Args:
@@ -275,6 +310,11 @@ def export_saved_model(model, base_dir, version=None, class_names=None, overwrit
         jit_compile: XLA-compile the model's forward pass in the signatures (TF Serving and
             `tf.saved_model.load` keep it); the fastest CPU inference. The input checks and the
             image decoding stay outside XLA.
+        precision: the dtype policy the SavedModel computes in: None (the model's own),
+            "float32" (full speed on every CPU and GPU) or "mixed_bfloat16" (the faster one on CPUs
+            with AVX512_BF16 or AMX, with `jit_compile=True`: its products then run the CPU's
+            bfloat16 instructions with float32 results; emulated, and slower, on other CPUs).
+            The weights are the model's; a precision needs a `vit_keras.ViT`.
 
     Returns:
         The path of the version folder, as a string.
@@ -291,11 +331,13 @@ def export_saved_model(model, base_dir, version=None, class_names=None, overwrit
     jit_compile = _check_flag(jit_compile, "jit_compile")
     overwrite = _check_flag(overwrite, "overwrite")
     top_k = check_positive("top_k", top_k)
+    precision = _check_precision(precision)
     base_dir = _check_path(base_dir, "base_dir")
     if base_dir.exists() and not base_dir.is_dir():
         raise NotADirectoryError(f"base_dir must be a folder; found a file at {base_dir}.")
     version = None if version is None else _check_version(version)
     model, run_names = load_model_argument(model)
+    model = with_precision(model, precision)
     if class_names is None:  # the run's dataset, else the names the model carries (pretrained heads)
         class_names = run_names or getattr(model, "class_names", None)
     if class_names is not None:
@@ -388,7 +430,7 @@ def _check_onnx_tools():
         )
 
 
-def export_onnx(model, path, overwrite=False, opset=17, top_k=5):
+def export_onnx(model, path, overwrite=False, opset=17, top_k=5, precision=None):
     """Export an image classifier as one ONNX file at `path`; return that path.
 
     Args:
@@ -398,6 +440,8 @@ def export_onnx(model, path, overwrite=False, opset=17, top_k=5):
         overwrite: replace an existing file instead of refusing it.
         opset: the ONNX opset version.
         top_k: how many classes `top_k_*` return.
+        precision: None (the model's own dtype policy) or one of `EXPORT_PRECISIONS` (see
+            `export_saved_model`).
 
     Returns:
         The path of the file, as a string.
@@ -409,6 +453,7 @@ def export_onnx(model, path, overwrite=False, opset=17, top_k=5):
     """
     overwrite = _check_flag(overwrite, "overwrite")
     top_k = check_positive("top_k", top_k)
+    precision = _check_precision(precision)
     if isinstance(opset, bool) or not isinstance(opset, int) or opset < 13:
         raise ValueError(f"opset must be an integer >= 13; found {opset!r}.")
     path = _check_path(path, "path")
@@ -418,7 +463,7 @@ def export_onnx(model, path, overwrite=False, opset=17, top_k=5):
         raise IsADirectoryError(f"path must be a .onnx file; found a folder at {path}.")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; choose another path or pass overwrite=True.")
-    model, _ = load_model_argument(model)
+    model = with_precision(load_model_argument(model)[0], precision)
     _check_onnx_tools()
     created = make_output_folder(path.parent, "path")
     remove_stale(path.parent)

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from vit_keras.layers import products
 from vit_keras.layers.dropout import dropout
 from vit_keras.layers.linear import linear
 from vit_keras.validation import check_positive, check_rate
@@ -43,13 +44,14 @@ def fused_attention(qkv, scale):
     On PyTorch, `scaled_dot_product_attention` reads q, k and v as strided (batch, heads, tokens,
     d) views of `qkv` (as timm does): `keras.ops.dot_product_attention` would first copy each into
     a contiguous tensor, and slicing q, k and v out of `qkv` would scatter each gradient into a
-    zero-filled copy of it. Elsewhere `keras.ops.dot_product_attention`.
+    zero-filled copy of it. Elsewhere `keras.ops.dot_product_attention`, or two batched products
+    (`products.attention`) on JAX's CPU backend and for bfloat16 products with float32 results.
     """
     if keras.backend.backend() == "torch":
         query, key, value = ops.convert_to_tensor(qkv).permute(2, 0, 3, 1, 4).unbind(0)
         return torch_attention(query, key, value, scale).transpose(1, 2)
     query, key, value = ops.unstack(qkv, axis=2)
-    return ops.dot_product_attention(query, key, value, scale=scale)
+    return _keras_attention(query, key, value, scale)
 
 
 def fused_query_attention(query, key_value, scale):
@@ -68,7 +70,23 @@ def fused_query_attention(query, key_value, scale):
         query = ops.convert_to_tensor(query).transpose(1, 2)
         return torch_attention(query, key, value, scale).transpose(1, 2)
     key, value = ops.unstack(key_value, axis=2)
+    return _keras_attention(query, key, value, scale)
+
+
+def _keras_attention(query, key, value, scale):
+    """Attention over (batch, tokens, heads, d) tensors on TensorFlow and JAX: `products.attention`
+    for widened products and on JAX's CPU backend, else `keras.ops.dot_product_attention`."""
+    if products.widened(query) or _jax_on_cpu():
+        return products.attention(query, key, value, scale)
     return ops.dot_product_attention(query, key, value, scale=scale)
+
+
+def _jax_on_cpu():
+    if keras.backend.backend() != "jax":
+        return False
+    import jax
+
+    return jax.default_backend() == "cpu"
 
 
 def torch_attention(query, key, value, scale):
