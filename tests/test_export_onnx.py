@@ -185,3 +185,51 @@ def test_cli_exports_onnx_from_a_keras_file(tmp_path, capsys):
         == 2
     )
     assert "--version" in capsys.readouterr().err
+    assert (
+        cli_main(
+            [
+                "export",
+                str(tmp_path / "model.keras"),
+                "--output",
+                str(tmp_path / "o2"),
+                "--format",
+                "onnx",
+                "--precision",
+                "float32",
+            ]
+        )
+        == 2
+    )
+    assert "--precision apply to --format saved_model only (ONNX computes in float32)" in capsys.readouterr().err
+    assert not (tmp_path / "o2").exists()
+
+
+@pytest.mark.single_backend
+def test_a_bfloat16_model_exports_a_float32_graph(tmp_path):
+    import keras
+
+    model = tiny_vit(dtype="mixed_bfloat16")
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.normal(0, 0.2, w.shape).astype(w.dtype) for w in model.get_weights()])
+    reference = tiny_vit(dtype="float32")
+    reference.set_weights(model.get_weights())
+    path = vit_keras.export_onnx(model, tmp_path / "bf16.onnx")
+    graph = onnx.load(path).graph
+    bfloat16 = onnx.TensorProto.BFLOAT16
+    assert not [n.name for n in graph.initializer if n.data_type == bfloat16]
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    images = rng.uniform(0, 255, (3,) + IMAGE_SIZE + (3,)).astype("float32")
+    logits = session.run(["logits"], {"images": images})[0]
+    np.testing.assert_allclose(logits, keras.ops.convert_to_numpy(reference(images)), atol=1e-4)
+
+
+@pytest.mark.single_backend
+def test_a_mixed_precision_model_other_than_a_vit_is_refused(tmp_path):
+    import keras
+
+    inputs = keras.Input(IMAGE_SIZE + (3,))
+    model = keras.Model(inputs, keras.layers.Dense(2, dtype="mixed_bfloat16")(keras.layers.Flatten()(inputs)))
+    model.dtype_policy = keras.dtype_policies.get("mixed_bfloat16")
+    with pytest.raises(ValueError, match=r"in precision 'float32' needs a vit_keras.ViT; found a Functional"):
+        vit_keras.export_onnx(model, tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()

@@ -419,11 +419,12 @@ def _export(args, load):
     export = load("vit_keras.export")
     class_names = [name.strip() for name in args.class_names.split(",")] if args.class_names else None
     if args.format == "onnx":
-        if args.version is not None or class_names or args.jit_compile:
-            raise ValueError("--version, --class-names and --jit-compile apply to --format saved_model only.")
-        path = export.export_onnx(
-            args.model, args.output, overwrite=args.overwrite, top_k=args.top_k, precision=args.precision
-        )
+        if args.version is not None or class_names or args.jit_compile or args.precision:
+            raise ValueError(
+                "--version, --class-names, --jit-compile and --precision apply to --format saved_model only "
+                "(ONNX computes in float32)."
+            )
+        path = export.export_onnx(args.model, args.output, overwrite=args.overwrite, top_k=args.top_k)
     else:
         path = export.export_saved_model(
             args.model,

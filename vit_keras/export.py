@@ -156,7 +156,7 @@ def with_precision(model, precision):
         A keras.Model whose dtype policy is `precision`.
 
     Raises:
-        ValueError: a precision for a model that is not a `vit_keras.ViT`.
+        ValueError: a model that is not a `vit_keras.ViT`, and not already in `precision`.
     """
     if precision is None or model.dtype_policy.name == precision:
         return model
@@ -164,8 +164,8 @@ def with_precision(model, precision):
 
     if not isinstance(model, ViT):
         raise ValueError(
-            f"precision={precision!r} re-creates a vit_keras.ViT in that policy; found a "
-            f"{type(model).__name__}: export it with precision=None."
+            f"re-creating a model in precision {precision!r} needs a vit_keras.ViT; found a "
+            f"{type(model).__name__} computing in {model.dtype_policy.name!r}."
         )
     copy = ViT.from_config(dict(model.get_config(), dtype=precision))
     copy.set_weights(model.get_weights())
@@ -430,7 +430,7 @@ def _check_onnx_tools():
         )
 
 
-def export_onnx(model, path, overwrite=False, opset=17, top_k=5, precision=None):
+def export_onnx(model, path, overwrite=False, opset=17, top_k=5):
     """Export an image classifier as one ONNX file at `path`; return that path.
 
     Args:
@@ -440,20 +440,19 @@ def export_onnx(model, path, overwrite=False, opset=17, top_k=5, precision=None)
         overwrite: replace an existing file instead of refusing it.
         opset: the ONNX opset version.
         top_k: how many classes `top_k_*` return.
-        precision: None (the model's own dtype policy) or one of `EXPORT_PRECISIONS` (see
-            `export_saved_model`).
 
     Returns:
         The path of the file, as a string.
 
     The graph takes `images`, float32 (batch, H, W, C) raw 0-255 pixels, and returns `logits`,
-    `probabilities`, `top_k_indices` and `top_k_scores` (`vit_keras.serving.onnx_graph`). It is
+    `probabilities`, `top_k_indices` and `top_k_scores` (`vit_keras.serving.onnx_graph`). It
+    computes in float32 (ONNX Runtime's CPU kernels have no bfloat16 convolutions or products):
+    a `vit_keras.ViT` under a mixed-precision policy is re-created in float32 with its weights. It is
     converted under TensorFlow (tf2onnx); a JAX or PyTorch model is rebuilt there from its `.keras`
     file in a subprocess. The file is written next to its target and renamed into place.
     """
     overwrite = _check_flag(overwrite, "overwrite")
     top_k = check_positive("top_k", top_k)
-    precision = _check_precision(precision)
     if isinstance(opset, bool) or not isinstance(opset, int) or opset < 13:
         raise ValueError(f"opset must be an integer >= 13; found {opset!r}.")
     path = _check_path(path, "path")
@@ -463,7 +462,7 @@ def export_onnx(model, path, overwrite=False, opset=17, top_k=5, precision=None)
         raise IsADirectoryError(f"path must be a .onnx file; found a folder at {path}.")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; choose another path or pass overwrite=True.")
-    model = with_precision(load_model_argument(model)[0], precision)
+    model = with_precision(load_model_argument(model)[0], "float32")
     _check_onnx_tools()
     created = make_output_folder(path.parent, "path")
     remove_stale(path.parent)
