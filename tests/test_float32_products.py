@@ -1,5 +1,7 @@
 """bfloat16 products with float32 results (`vit_keras.layers.products`) and the export's precision."""
 
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -213,3 +215,43 @@ def test_cli_export_precision(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["export", str(tmp_path / "model.keras"), "--output", str(tmp_path / "x"), "--precision", "bf16"])
     assert "--precision: invalid choice: 'bf16'" in capsys.readouterr().err
+
+
+_SERVE_CONFIGURATIONS = """
+import sys, tempfile
+import numpy as np, tensorflow as tf, vit_keras
+from vit_keras import ViT
+base = dict(image_size=16, patch_size=4, depth=1, mlp_dim=8, num_classes=3)
+configurations = [
+    dict(embed_dim=4, num_heads=4),  # head width 1: the logits' scale is 1
+    dict(embed_dim=8, num_heads=2, pooling="gap"),
+    dict(embed_dim=8, num_heads=2, representation_size=6),
+    dict(embed_dim=8, num_heads=1, stem="conv", depth=2),
+]
+for config in configurations:
+    model = ViT(**{**base, **config})
+    path = vit_keras.export_saved_model(model, tempfile.mkdtemp() + "/m", jit_compile=True, precision="mixed_bfloat16")
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    for batch in (1, 5):
+        images = np.random.default_rng(batch).uniform(0, 255, (batch, 16, 16, 3)).astype("float32")
+        logits = serve(images=tf.constant(images))["logits"].numpy()
+        assert logits.shape == (batch, 3) and np.isfinite(logits).all(), (config, batch, logits)
+    print("served", config)
+"""
+
+
+@pytest.mark.single_backend
+def test_bfloat16_exports_of_several_architectures_compile_and_serve(tmp_path):
+    """XLA's CPU compiler aborts the whole process (a failed CHECK in its YNNPACK emitter) on some
+    graphs where a bfloat16 product with a float32 result feeds a reduction directly; every
+    architecture option that changes what follows a product is compiled and served here, in a
+    subprocess so that such an abort fails this test instead of ending the test session."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "serve.py"
+    script.write_text(_SERVE_CONFIGURATIONS)
+    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("served") == 4

@@ -12,6 +12,11 @@ add their bias or take their softmax in float32, and round once to bfloat16. The
 traces its XLA-compiled forward pass in it. TensorFlow has these products under XLA only (no
 kernel of its own), and they have no gradient there: the context is for a forward pass compiled
 by XLA, not for training.
+
+XLA's CPU compiler (TensorFlow 2.21) aborts the process, a failed CHECK in its YNNPACK emitter,
+when such a product's only consumer is a reduction (`reduce_sum(dot)`, `reduce_max(dot)`); every
+product here feeds an element-wise operation first (bias add, scale, transpose).
+`tests/test_float32_products.py` compiles and serves each architecture option in a subprocess.
 """
 
 import contextlib
