@@ -35,7 +35,7 @@ def fake_hardware(monkeypatch, flags=(), gpu=None):
         ("torch", {"avx2", "fma"}, None, "float32", "CPU without avx512_bf16 or amx_bf16"),
         ("tensorflow", {"avx512f", "avx512_bf16"}, None, "mixed_bfloat16", "TensorFlow on a CPU with avx512_bf16"),
         ("torch", {"avx512f", "avx512_bf16"}, None, "mixed_bfloat16", "torch on a CPU with avx512_bf16"),
-        ("jax", {"amx_bf16", "amx_tile"}, None, "mixed_bfloat16", "jax on a CPU with amx_bf16"),
+        ("jax", {"amx_bf16", "amx_tile"}, None, "float32", "JAX on a CPU (with amx_bf16): XLA computes bfloat16"),
         ("tensorflow", {"avx2"}, (8, 0), "mixed_bfloat16", "GPU of compute capability 8.0"),
         ("jax", {"avx512_bf16"}, (7, 5), "float32", "GPU of compute capability 7.5: below 8.0"),
         ("torch", {"avx2"}, (9, 0), "mixed_bfloat16", "GPU of compute capability 9.0"),
@@ -54,14 +54,14 @@ def test_auto_precision_picks_bfloat16_only_where_it_was_measured_faster(
     "backend, width, policy, because",
     [
         ("tensorflow", 64, "float32", "tensorflow on a CPU with avx512_bf16, model width 64 (below 128)"),
-        ("jax", 127, "float32", "jax on a CPU with avx512_bf16, model width 127 (below 128)"),
+        ("jax", 127, "float32", "JAX on a CPU (with avx512_bf16)"),
         ("tensorflow", 128, "mixed_bfloat16", "TensorFlow on a CPU with avx512_bf16"),
-        ("jax", 192, "mixed_bfloat16", "jax on a CPU with avx512_bf16: native bfloat16"),
+        ("jax", 192, "float32", "JAX on a CPU (with avx512_bf16): XLA computes bfloat16 products through float32"),
         ("torch", 64, "mixed_bfloat16", "torch on a CPU with avx512_bf16: native bfloat16"),
         ("tensorflow", None, "mixed_bfloat16", "TensorFlow on a CPU with avx512_bf16"),
     ],
 )
-def test_auto_precision_keeps_narrow_models_in_float32_on_xla_backends(monkeypatch, backend, width, policy, because):
+def test_auto_precision_keeps_narrow_models_and_jax_in_float32_on_a_cpu(monkeypatch, backend, width, policy, because):
     fake_hardware(monkeypatch, {"avx512f", "avx512_bf16"})
     picked, reason = performance.resolve_precision("auto", backend=backend, width=width)
     assert (picked, because in reason) == (policy, True)
@@ -72,8 +72,9 @@ def test_auto_precision_keeps_narrow_models_in_float32_on_xla_backends(monkeypat
 
 def test_the_trainer_resolves_auto_precision_for_its_models_width(monkeypatch, tmp_path, capsys):
     fake_hardware(monkeypatch, {"avx512f", "avx512_bf16"})
-    narrow_on_xla = keras.backend.backend() != "torch"
-    for width, expected in ((100, "float32" if narrow_on_xla else "mixed_bfloat16"), (128, "mixed_bfloat16")):
+    backend = keras.backend.backend()
+    wide = "float32" if backend == "jax" else "mixed_bfloat16"  # JAX keeps float32 on a CPU
+    for width, expected in ((100, "float32" if backend != "torch" else "mixed_bfloat16"), (128, wide)):
         argv = ["--preset", "vit_mnist_p7", "--embed-dim", str(width), "--epochs", "2", "--batch-size", "32"]
         argv += ["--steps-per-epoch", "2", "--no-tensorboard", "--no-export", "--quiet"]
         argv += ["--output", str(tmp_path / f"width{width}")]
@@ -81,7 +82,9 @@ def test_the_trainer_resolves_auto_precision_for_its_models_width(monkeypatch, t
             train.train(cli.parse_train_config(argv), callbacks=[StopAtTrainBegin()])
         start = json.loads(capsys.readouterr().out.splitlines()[0])
         assert start["precision"] == expected and keras.mixed_precision.global_policy().name == expected
-        assert ("model width 100" in start["precision_reason"]) == (expected == "float32")
+        narrow_on_tensorflow = backend == "tensorflow" and width == 100
+        assert ("model width 100" in start["precision_reason"]) == narrow_on_tensorflow
+        assert ("JAX on a CPU" in start["precision_reason"]) == (backend == "jax")
 
 
 @pytest.mark.single_backend

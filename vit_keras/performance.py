@@ -27,12 +27,13 @@ CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of native bf
 # (break-even about 250 steps); vit_mnist_tiny's first step 10.1-10.7 s and 6.0-6.9 s, its steps
 # 133-135 ms and 129-143 ms (break-even 500+ steps).
 XLA_MIN_TRAINING_STEPS = 300
-# On the CPU, `pick_precision` gives TensorFlow and JAX bfloat16 only for models at least this wide
-# (the width is the inner size of most of the model's products). Training images/s on a 2-vCPU AMD
-# EPYC (Zen 4, AVX512_BF16), bfloat16 over float32: ViT-Ti/16 (width 192): TensorFlow 1.34x
-# (without XLA, over float32 with XLA), JAX 1.22x, PyTorch 1.93x; vit_mnist_p7 (width 100,
-# batch 128): TensorFlow 0.47x, JAX 0.62x, PyTorch 1.04x; vit_mnist_tiny (width 64, batch 128):
-# TensorFlow 1.00x, JAX 0.84x, PyTorch 1.28x. PyTorch gets bfloat16 at every width.
+# On the CPU, `pick_precision` gives TensorFlow bfloat16 only for models at least this wide (the
+# width is the inner size of most of the model's products), and JAX none. Training images/s on a
+# 2-vCPU AMD EPYC (Zen 4, AVX512_BF16), bfloat16 over float32: ViT-Ti/16 (width 192): TensorFlow
+# 1.34x (without XLA, over float32 with XLA), JAX 0.84x (9.2 / 11.0, a run of JAX alone), PyTorch
+# 1.93x; vit_mnist_p7 (width 100, batch 128): TensorFlow 0.47x, JAX 0.62x, PyTorch 1.04x;
+# vit_mnist_tiny (width 64, batch 128): TensorFlow 1.00x, JAX 0.84x, PyTorch 1.28x. PyTorch gets
+# bfloat16 at every width.
 CPU_BF16_MIN_WIDTH = 128
 
 
@@ -210,12 +211,13 @@ def pick_precision(backend=None, width=None):
     """The dtype policy `--precision auto` resolves to on this machine, and why.
 
     bfloat16 (`"mixed_bfloat16"`) only where it was measured faster than float32: a GPU of compute
-    capability >= 8.0, or a CPU with AVX512_BF16 or AMX-BF16; there, on TensorFlow and JAX, only
-    for models of width `CPU_BF16_MIN_WIDTH` or more (narrower models' products are too small for
-    bfloat16 to pay under XLA). Measured on a 2-vCPU AMD EPYC (Zen 4, AVX512_BF16), ViT-Ti/16
-    training images/s in `mixed_bfloat16` against float32: PyTorch 29.3 / 15.2, TensorFlow without
-    XLA 23.2 against float32 with XLA 17.3 (with XLA, bfloat16 took 15.9: TensorFlow trains
-    bfloat16 on the CPU without XLA, see `xla_slows_bfloat16`), JAX 8.2 / 6.7 (BENCHMARKS.md).
+    capability >= 8.0, or a CPU with AVX512_BF16 or AMX-BF16 on PyTorch, and on TensorFlow for
+    models of width `CPU_BF16_MIN_WIDTH` or more (narrower models' products are too small for
+    bfloat16 to pay); never JAX on a CPU, whose XLA computes bfloat16 products through float32.
+    Measured on a 2-vCPU AMD EPYC (Zen 4, AVX512_BF16), ViT-Ti/16 training images/s in
+    `mixed_bfloat16` against float32: PyTorch 29.3 / 15.2, TensorFlow without XLA 23.2 against
+    float32 with XLA 17.3 (with XLA, bfloat16 took 15.9: TensorFlow trains bfloat16 on the CPU
+    without XLA, see `xla_slows_bfloat16`), JAX 9.2 / 11.0 (BENCHMARKS.md).
 
     Args:
         backend: the Keras backend name; default: the current one.
@@ -240,7 +242,12 @@ def pick_precision(backend=None, width=None):
     native = sorted(cpu_flags() & set(CPU_BF16_FLAGS))
     if not native:
         return "float32", f"CPU without {' or '.join(CPU_BF16_FLAGS)}: bfloat16 would be emulated"
-    if backend != "torch" and width is not None and width < CPU_BF16_MIN_WIDTH:
+    if backend == "jax":
+        return "float32", (
+            f"JAX on a CPU (with {native[0]}): XLA computes bfloat16 products through float32, "
+            "bfloat16 trained slower than float32"
+        )
+    if backend == "tensorflow" and width is not None and width < CPU_BF16_MIN_WIDTH:
         return "float32", (
             f"{backend} on a CPU with {native[0]}, model width {width} (below {CPU_BF16_MIN_WIDTH}): "
             "its products are too small for bfloat16 to pay"
