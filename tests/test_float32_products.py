@@ -78,8 +78,9 @@ def test_float32_inputs_and_a_raised_error_leave_the_products_alone(rng):
 
 def test_linear_rounds_once_from_float32(rng):
     x, kernel, bias = (_bf16(rng.normal(size=shape)) for shape in ((4, 16), (16, 8), (8,)))
-    y = to_numpy(keras.ops.cast(_widened(linear)(x, kernel, bias), "float32"))
-    assert keras.backend.standardize_dtype(_widened(linear)(x, kernel, bias).dtype) == "bfloat16"
+    result = _widened(linear)(x, kernel, bias)
+    assert keras.backend.standardize_dtype(result.dtype) == "bfloat16"
+    y = to_numpy(keras.ops.cast(result, "float32"))
     as32 = [to_numpy(keras.ops.cast(t, "float32")) for t in (x, kernel, bias)]
     exact = as32[0] @ as32[1] + as32[2]
     rounded_once = to_numpy(keras.ops.cast(_bf16(exact), "float32"))

@@ -140,11 +140,6 @@ def load_model_argument(model):
     return loaded, runs.run_class_names(path if path.is_dir() else path.parent)
 
 
-def _check_precision(precision):
-    """`precision` if it is None or one of `EXPORT_PRECISIONS`; else a one-line ValueError."""
-    return None if precision is None else check_choice("precision", precision, EXPORT_PRECISIONS)
-
-
 def with_precision(model, precision):
     """`model`, or a copy of it that computes in `precision` (same weights) when that differs.
 
@@ -331,7 +326,7 @@ def export_saved_model(
     jit_compile = _check_flag(jit_compile, "jit_compile")
     overwrite = _check_flag(overwrite, "overwrite")
     top_k = check_positive("top_k", top_k)
-    precision = _check_precision(precision)
+    precision = None if precision is None else check_choice("precision", precision, EXPORT_PRECISIONS)
     base_dir = _check_path(base_dir, "base_dir")
     if base_dir.exists() and not base_dir.is_dir():
         raise NotADirectoryError(f"base_dir must be a folder; found a file at {base_dir}.")

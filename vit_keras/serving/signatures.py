@@ -308,8 +308,8 @@ class ServingFunctions:
         """float32 channels-last pixels -> the model's float32 outputs.
 
         XLA-compiled, a model computing in bfloat16 takes its products with float32 results
-        (`vit_keras.layers.products`): 1.4-1.6x the speed of its bfloat16-result products on a CPU
-        with AVX512_BF16.
+        (`vit_keras.layers.products`): the ViT-Ti/16 forward pass at batch 32 took 421-445 ms against
+        640-748 ms with bfloat16-result products on an AMD EPYC (Zen 4, AVX512_BF16).
         """
         if self.channels_first:
             images = tf.transpose(images, (0, 3, 1, 2))
