@@ -23,9 +23,9 @@ benchmark = benchmark_script()  # puts scripts/ on sys.path: the bench package i
 from bench import cpu_use, outputs  # noqa: E402
 from bench.machine import cpu_description  # noqa: E402
 from bench.micro import median_seconds, parse_repeats  # noqa: E402
-from bench.report import summarise_tf_repeats  # noqa: E402
+from bench.report import paired_ratios, summarise_tf_repeats  # noqa: E402
 from bench.specs import group_key, label  # noqa: E402
-from bench.tables import markdown_section  # noqa: E402
+from bench.tables import config_table, markdown_section  # noqa: E402
 
 # The tutorial model (vit_mnist_p7) at 28 px: 16 patches + class token, width 100, MLP 400, one block, 10 classes.
 SEED_FORWARD_FLOPS = 2 * (
@@ -357,8 +357,45 @@ def test_serving_latency_and_bfloat16_rows_are_compared_with_the_right_peers():
         sections=[dict(preset="vit_ti16", image_size=224, batch_size=32)],
     )
     text = markdown_section(report, "t", "2026-12-01")
-    assert "| vit_keras serve tensorflow float32 | 58.2 | **0.80×** | 12.0 | 23.2 | **0.55×** |" in text
+    line = "| vit_keras serve tensorflow float32 | 58.2 | **0.80×** | 0.80 (0.80-0.80) | 12.0 | 23.2 | **0.55×** | — |"
+    assert line in text
     assert "#### vit_ti16, 224 px, batch 32: training" in text and "avx2" in text
+
+
+@pytest.mark.single_backend
+def test_ratios_paired_round_by_round_cancel_a_slow_round_and_pair_only_the_same_group():
+    def record(impl, precision, times, task="train"):
+        return dict(_record(impl, task, 1.0, precision, "torch" if impl == "timm" else "tensorflow"), step_times=times)
+
+    results = [
+        record("vit_keras", "float32", [1.0, 2.0, 1.0]),  # round 2 ran while the machine was busy
+        record("timm", "float32", [1.2, 2.2, 1.5]),
+        record("vit_keras", "mixed_bfloat16", [1.0, 1.0, 1.0]),  # no bfloat16 peer: compared with float32
+        record("vit_keras", "float32", [1.0, 1.0, 1.0], task="savedmodel"),  # its peer is timed in another group
+        record("timm", "float32", [1.0, 1.0, 1.0], task="infer"),
+    ]
+    rows = {(r["impl"], r["precision"], r["task"]): r for r in benchmark.summarise(results, {})}
+    mine = rows[("vit_keras", "float32", "train")]
+    assert mine["ratio_to_best_peer"] == pytest.approx(1.5 / 1.0)  # the medians' ratio keeps the slow round
+    paired = (mine["paired_ratio_median"], mine["paired_ratio_min"], mine["paired_ratio_max"])
+    assert paired == pytest.approx((1.2, 1.1, 1.5))
+    assert "paired_ratio_median" not in rows[("vit_keras", "mixed_bfloat16", "train")]
+    assert "paired_ratio_median" not in rows[("vit_keras", "float32", "savedmodel")]
+    table = "\n".join(config_table([mine, rows[("vit_keras", "mixed_bfloat16", "train")]]))
+    assert "| **1.50×** | 1.20 (1.10-1.50) | timm train torch float32 |" in table
+    assert "| **1.50×** | — | timm train torch float32 |" in table
+    uneven = dict(mine, round_step_s=[1.0, 2.0])
+    assert paired_ratios(uneven, rows[("timm", "float32", "train")]) is None
+
+    def serve(impl, rounds):
+        calls = [c for r in rounds for c in r]
+        return dict(record(impl, "float32", [1.0, 1.0], "serve"), call_seconds=calls, round_call_seconds=rounds)
+
+    ours = [[0.010, 0.012, 0.011], [0.030, 0.031, 0.029]]  # the second round on a busy machine
+    theirs = [[0.020, 0.021, 0.019], [0.031, 0.030, 0.032]]
+    (row,) = [r for r in benchmark.summarise([serve("vit_keras", ours), serve("timm", theirs)], {}) if "ratios" in r]
+    assert row["latency_ratio_to_timm"] == pytest.approx((0.012 + 0.029) / (0.021 + 0.030))  # medians of all calls
+    assert row["paired_latency_ratio_median"] == pytest.approx((0.011 / 0.020 + 0.030 / 0.031) / 2)
 
 
 @pytest.mark.single_backend

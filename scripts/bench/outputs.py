@@ -81,10 +81,10 @@ def write_json(path, payload):
 
 
 def write_csv(path, rows):
-    """One CSV line per row; the columns are the union of the rows' keys (nested dicts left out)."""
+    """One CSV line per row; the columns are the union of the rows' keys (nested dicts and lists left out)."""
     fields = []
     for row in rows:
-        fields += [key for key, value in row.items() if key not in fields and not isinstance(value, dict)]
+        fields += [key for key, value in row.items() if key not in fields and not isinstance(value, (dict, list))]
     buffer = io.StringIO(newline="")
     writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore", restval="")
     writer.writeheader()

@@ -8,10 +8,14 @@ profiler with XLA's per-thunk trace events; the time is summed per XLA operation
 instruction name without its number: `MatMul` for the dense projections, `dot` for the attention's
 batched products, `*_fusion` for the fused element-wise and reduction kernels, `ynn_fusion` for
 the products XLA hands to YNNPACK under JAX). JAX's Python trace events (`$...`) are left out.
+`--task savedmodel` profiles the exported SavedModel's `serving_default` forward pass instead (the
+XLA-compiled model, plus the signature's TensorFlow ops: input checks, top-k); `--task infer`
+the model's own inference call.
 
     .venv/bin/python scripts/bench/profile_step.py --preset vit_ti16 --image-size 224
     .venv/bin/python scripts/bench/profile_step.py --backend tensorflow --impls vit_keras
     .venv/bin/python scripts/bench/profile_step.py --backend jax --impls vit_keras
+    .venv/bin/python scripts/bench/profile_step.py --backend tensorflow --impls vit_keras --task savedmodel
 """
 
 import argparse
@@ -27,7 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Enclosing trace events (the Python call, the executor, the whole XLA program): not operations.
 _XLA_WRAPPERS = re.compile(
     r"^(\$|ThunkExecutor|CpuExecutable|BlockUntilReady|Eager|TFE_|KernelAndDevice|ExecutorState|"
-    r"__inference|multi_step|one_step|end: )"
+    r"__inference|signature_wrapper|multi_step|one_step|end: )"
 )
 
 
@@ -35,7 +39,7 @@ def _spec(impl, args):
     xla = args.backend in ("tensorflow", "jax")
     return dict(
         impl=impl,
-        task="train",
+        task=args.task,
         preset=args.preset,
         image_size=args.image_size,
         batch_size=args.batch_size,
@@ -128,6 +132,7 @@ def profile_xla(impl, args):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backend", choices=("torch", "tensorflow", "jax"), default="torch")
+    p.add_argument("--task", choices=("train", "infer", "savedmodel"), default="train")
     p.add_argument("--preset", default="vit_ti16")
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--batch-size", type=int, default=32)

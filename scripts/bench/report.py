@@ -2,8 +2,10 @@
 
 `summarise` gives images/s (batch size over the median step time), the spread, FLOP rates, the
 cores used, the batch-1 latency of "serve" rows and each of our rows' ratios to the peers of
-the same model and task; `summarise_tf_repeats` gives one row per fresh TensorFlow process and
-their spread. Nothing here imports a deep-learning framework.
+the same model and task, also paired round by round (the runner times every worker of a group
+once per round, back to back, so a ratio within a round sees the same load);
+`summarise_tf_repeats` gives one row per fresh TensorFlow process and their spread.
+Nothing here imports a deep-learning framework.
 """
 
 import statistics
@@ -36,7 +38,25 @@ def _timing_fields(record):
         busy_threads=cpu_use.busy_threads(used) if used else None,
         peak_rss_mb=record["peak_rss_mb"],
         load_mean=statistics.mean(record["loads"]),
+        round_step_s=list(record["step_times"]),
     )
+
+
+def paired_ratios(ours, peer):
+    """Our images/s over the peer's, round by round: their step time over ours in each round.
+
+    Args:
+        ours, peer: rows of the same group (same batch size); `round_step_s` in round order.
+
+    Returns:
+        (median, min, max) of the per-round ratios, or None when the rows have different
+        numbers of rounds.
+    """
+    mine, theirs = ours["round_step_s"], peer["round_step_s"]
+    if not mine or len(mine) != len(theirs):
+        return None
+    ratios = [their / my for my, their in zip(mine, theirs)]
+    return statistics.median(ratios), min(ratios), max(ratios)
 
 
 def _row(record, peak):
@@ -68,6 +88,7 @@ def _row(record, peak):
             latency_calls=len(calls),
             latency_ms_median=1e3 * statistics.median(calls),
             latency_ms_p90=1e3 * _percentile(calls, 0.9),
+            round_latency_s=[statistics.median(c) for c in record.get("round_call_seconds", []) if c],
         )
     row["info"] = record["ready"]["info"]
     return row
@@ -83,12 +104,19 @@ def _add_ratios(row, rows):
         best = max(same, key=lambda p: p["images_per_s"])
         row["best_peer"] = best["name"]
         row["ratio_to_best_peer"] = row["images_per_s"] / best["images_per_s"]
+        same_group = row["task"] == best["task"] and row["precision"] == best["precision"]
+        paired = paired_ratios(row, best) if same_group else None
+        if paired:
+            row["paired_ratio_median"], row["paired_ratio_min"], row["paired_ratio_max"] = paired
     float32 = [p for p in peers if p["precision"] == "float32"]
     if float32:
         row["ratio_to_best_f32_peer"] = row["images_per_s"] / max(p["images_per_s"] for p in float32)
     timm = [p for p in same if p["impl"] == "timm" and p.get("latency_ms_median") and row.get("latency_ms_median")]
     if timm:
         row["latency_ratio_to_timm"] = row["latency_ms_median"] / timm[0]["latency_ms_median"]
+        mine, theirs = row.get("round_latency_s"), timm[0].get("round_latency_s")
+        if mine and theirs and len(mine) == len(theirs):
+            row["paired_latency_ratio_median"] = statistics.median(m / t for m, t in zip(mine, theirs))
 
 
 def summarise(results, peak, args=None):
@@ -102,8 +130,11 @@ def summarise(results, peak, args=None):
     Returns:
         A list of row dicts. Our rows carry `ratios` ({peer name: our images/s over theirs}),
         `best_peer` and `ratio_to_best_peer` (the fastest peer at our precision, else at any),
+        `paired_ratio_median` / `_min` / `_max` (the ratio to that peer round by round; not for
+        SavedModel rows, timed in another group than the peers' inference),
         `ratio_to_best_f32_peer`, and for "serve" rows `latency_ratio_to_timm` (our batch-1
-        median latency over timm's: below 1 is faster).
+        median latency over timm's: below 1 is faster) and `paired_latency_ratio_median` (the
+        median over the rounds of that ratio within each round).
     """
     rows = [_row(r, peak) for r in results if "error" not in r and r.get("step_times")]
     for row in rows:

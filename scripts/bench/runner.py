@@ -55,7 +55,7 @@ class Worker:
             cwd=ROOT,
         )
         self.ready = self.read() if wait else None
-        self.times, self.loads, self.usages, self.call_seconds = [], [], [], []
+        self.times, self.loads, self.usages, self.call_seconds, self.round_calls = [], [], [], [], []
 
     def read(self):
         for line in self.proc.stdout:
@@ -81,7 +81,9 @@ class Worker:
         self.loads.append(reply["load"])
         self.usages.append(reply["usage"])
         if latency_calls and self.ready.get("has_latency"):
-            self.call_seconds += self.request("latency", latency_calls)["call_seconds"]
+            calls = self.request("latency", latency_calls)["call_seconds"]
+            self.call_seconds += calls
+            self.round_calls.append(calls)
 
     def close(self):
         reply = {}
@@ -111,6 +113,7 @@ def _record(worker, final):
         loads=worker.loads,
         usages=worker.usages,
         call_seconds=worker.call_seconds,
+        round_call_seconds=worker.round_calls,
         peak_rss_mb=final.get("peak_rss_mb"),
     )
 

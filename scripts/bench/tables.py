@@ -11,9 +11,9 @@ from bench.machine import describe_flags
 from bench.specs import dropout_note
 
 TABLE_HEAD = (
-    "| configuration | images/s | step ms (median, min-max) | × best peer | best peer | × best f32 peer "
-    "| % f32 peak | % bf16 peak | CPU/wall | busy threads | peak RSS MB | load |\n"
-    "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"
+    "| configuration | images/s | step ms (median, min-max) | × best peer | per round | best peer "
+    "| × best f32 peer | % f32 peak | % bf16 peak | CPU/wall | busy threads | peak RSS MB | load |\n"
+    "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"
 )
 
 
@@ -27,6 +27,13 @@ def _pct(value):
 
 def _ratio(value):
     return f"**{value:.2f}×**" if value else "—"
+
+
+def _per_round(row):
+    """The paired ratio to the best peer, round by round: `median (min-max)`, or — where not paired."""
+    if row.get("paired_ratio_median") is None:
+        return "—"
+    return f"{row['paired_ratio_median']:.2f} ({row['paired_ratio_min']:.2f}-{row['paired_ratio_max']:.2f})"
 
 
 def heading(title, date):
@@ -48,7 +55,9 @@ def header(machine, peak, peak_info, command, started, gpu=False):
         f"{_num(peak.get('bfloat16'))} GFLOP/s bfloat16 ({peak_info.get('backend', 'not measured')}, "
         f"{peak_info.get('matmul_size', '?')}²). Ratios are our images/s over the best peer's of the same "
         f"model and task in this run, at our precision when a peer ran at it (SavedModel rows: over the "
-        f"peers' inference); CPU/wall is the process's CPU time over the timed wall time; busy threads "
+        f"peers' inference); per round: the ratio to that peer paired round by round (each round "
+        f"times every configuration of the group once, back to back), median (min-max); CPU/wall is "
+        f"the process's CPU time over the timed wall time; busy threads "
         f"took over 10% of it" + ("; the % bf16 peak column is the model FLOPs utilisation." if gpu else "."),
     ]
 
@@ -60,7 +69,7 @@ def config_table(rows):
         lines.append(
             f"| {row['name']} | {row['images_per_s']:.1f} | {row['step_ms_median']:.0f} "
             f"({row['step_ms_min']:.0f}-{row['step_ms_max']:.0f}) | {_ratio(row.get('ratio_to_best_peer'))} | "
-            f"{row.get('best_peer', '')} | {_ratio(row.get('ratio_to_best_f32_peer'))} | "
+            f"{_per_round(row)} | {row.get('best_peer', '')} | {_ratio(row.get('ratio_to_best_f32_peer'))} | "
             f"{_pct(row['pct_f32_peak'])} | {_pct(row['pct_bf16_peak'])} | "
             f"{_num(row.get('parallelism'), '.2f')} | {_num(row.get('busy_threads'), 'd')} | "
             f"{row['peak_rss_mb'] or 0:.0f} | {row['load_mean']:.1f} |"
@@ -69,17 +78,20 @@ def config_table(rows):
 
 
 def serve_table(rows, batch_size):
-    """Serving: throughput at `batch_size`, batch-1 latency (median, p90) and the ratios to timm."""
+    """Serving: throughput at `batch_size`, batch-1 latency (median, p90) and the ratios to timm
+    (also the median of the ratios within each round)."""
     lines = [
-        f"| configuration | batch-{batch_size} images/s | × timm images/s | batch-1 latency ms, median "
-        "| p90 | × timm latency | CPU/wall | peak RSS MB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        f"| configuration | batch-{batch_size} images/s | × timm images/s | per round | batch-1 latency ms, "
+        "median | p90 | × timm latency | per round | CPU/wall | peak RSS MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         lines.append(
             f"| {row['name']} | {row['images_per_s']:.1f} | {_ratio(row.get('ratio_to_best_peer'))} | "
-            f"{_num(row.get('latency_ms_median'), '.1f')} | {_num(row.get('latency_ms_p90'), '.1f')} | "
-            f"{_ratio(row.get('latency_ratio_to_timm'))} | {_num(row.get('parallelism'), '.2f')} | "
+            f"{_per_round(row)} | {_num(row.get('latency_ms_median'), '.1f')} | "
+            f"{_num(row.get('latency_ms_p90'), '.1f')} | "
+            f"{_ratio(row.get('latency_ratio_to_timm'))} | {_num(row.get('paired_latency_ratio_median'), '.2f')} | "
+            f"{_num(row.get('parallelism'), '.2f')} | "
             f"{row['peak_rss_mb'] or 0:.0f} |"
         )
     return lines
