@@ -6,7 +6,8 @@ backends never mix. Workers are grouped by model, task and precision; a group's 
 built and warmed up side by side, then their timed repeats are interleaved (ours, peer, ours,
 peer, ... with the order rotated each round) so that load from other processes hits everyone
 alike. The machine's matmul peak is measured in the same rotation. Results are quoted as ratios
-to the peers of the same run.
+to the peers of the same run: of the median times, and paired round by round (the median and
+range of the ratios within each round, where the same load hit both).
 
 What one run can measure:
   - training and inference images/s (tasks train, infer), ours on each Keras backend and
