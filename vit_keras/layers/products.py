@@ -88,14 +88,53 @@ def matmul(x, kernel):
     return ops.reshape(product, tuple(ops.shape(x)[:-1]) + (kernel.shape[-1],))
 
 
+def attention_weights(query, key, scale):
+    """`softmax(q k^T * scale)` per head, the softmax in float32, rounded to `query`'s dtype.
+
+    Args:
+        query: a (batch, queries, heads, d) tensor.
+        key: a (batch, tokens, heads, d) tensor.
+        scale: the factor of the logits.
+
+    Returns:
+        The (batch, heads, queries, tokens) weights in `query`'s dtype. The product runs over
+        (batch, heads) with the tokens and features as its matrix axes; for a widened `query`
+        (`widened`) it takes a float32 result.
+    """
+    query, key = (ops.transpose(t, (0, 2, 1, 3)) for t in (query, key))
+    if widened(query):
+        logits = _float32_product(query, key, adjoint_b=True)
+    else:
+        logits = ops.cast(ops.matmul(query, ops.swapaxes(key, -1, -2)), "float32")
+    return ops.cast(ops.softmax(logits * scale, axis=-1), query.dtype)
+
+
+def weighted_values(weights, value):
+    """The context `weights @ v` per head, back in the (batch, queries, heads, d) layout.
+
+    Args:
+        weights: (batch, heads, queries, tokens) attention weights (`attention_weights`).
+        value: a (batch, tokens, heads, d) tensor.
+
+    Returns:
+        The (batch, queries, heads, d) context in `value`'s dtype (a float32 product for a
+        widened `weights`, rounded once).
+    """
+    dtype = value.dtype
+    value = ops.transpose(value, (0, 2, 1, 3))
+    context = _float32_product(weights, value) if widened(weights) else ops.matmul(weights, value)
+    return ops.cast(ops.transpose(context, (0, 2, 1, 3)), dtype)
+
+
 def attention(query, key, value, scale):
     """`softmax(q k^T * scale) v` per head: two batched products around a float32 softmax.
 
-    Each product runs over (batch, heads) with the tokens and features as its matrix axes (the
-    inputs are transposed to that layout first); for a widened `query` (`widened`) both products
-    take float32 results and the context is rounded once. `SelfAttention` runs it for widened
-    products and on JAX's CPU backend, where it was faster than `keras.ops.dot_product_attention`
-    for ViT-Ti/16 at 224 px, batch 32 (AMD EPYC Zen 4, float32 and bfloat16, same-process A/B by
+    `weighted_values(attention_weights(query, key, scale), value)`: each product runs over
+    (batch, heads) with the tokens and features as its matrix axes (the inputs are transposed to
+    that layout first); for a widened `query` (`widened`) both products take float32 results and
+    the context is rounded once. `SelfAttention` runs it for widened products and on JAX's CPU
+    backend, where it was faster than `keras.ops.dot_product_attention` for ViT-Ti/16 at 224 px,
+    batch 32 (AMD EPYC Zen 4, float32 and bfloat16, same-process A/B by
     `scripts/bench/attention_paths.py`): training step 1.03-1.11x, forward pass 1.07-1.11x; a
     batch of one image 0.89-0.91x. On TensorFlow + XLA both compile to the same products.
 
@@ -108,12 +147,4 @@ def attention(query, key, value, scale):
     Returns:
         The (batch, queries, heads, d) context in `query`'s dtype.
     """
-    dtype, wide = query.dtype, widened(query)
-    query, key, value = (ops.transpose(t, (0, 2, 1, 3)) for t in (query, key, value))
-    if wide:
-        logits = _float32_product(query, key, adjoint_b=True)
-    else:
-        logits = ops.cast(ops.matmul(query, ops.swapaxes(key, -1, -2)), "float32")
-    weights = ops.cast(ops.softmax(logits * scale, axis=-1), dtype)
-    context = _float32_product(weights, value) if wide else ops.matmul(weights, value)
-    return ops.cast(ops.transpose(context, (0, 2, 1, 3)), dtype)
+    return weighted_values(attention_weights(query, key, scale), value)

@@ -315,12 +315,11 @@ class SelfAttention(keras.layers.Layer):
 
     def _explicit_attention(self, query, key, value, training):
         """(context (batch, tokens, heads, d), weights (batch, heads, tokens, tokens)), dropout applied."""
-        logits = ops.einsum("bqhd,bkhd->bhqk", query, key) * ops.cast(1.0 / math.sqrt(self.head_dim), query.dtype)
-        weights = ops.cast(ops.softmax(ops.cast(logits, "float32"), axis=-1), query.dtype)
+        weights = products.attention_weights(query, key, 1.0 / math.sqrt(self.head_dim))
         dropped = weights
         if training and self.dropout > 0:
             dropped = dropout(weights, self.dropout, self.seed_generator)
-        return ops.einsum("bhqk,bkhd->bqhd", dropped, value), weights
+        return products.weighted_values(dropped, value), weights
 
     def compute_output_spec(self, x, training=None, return_attention_scores=False, query_tokens=None):
         return attention_output_spec(x, query_tokens, self.num_heads, self.compute_dtype, return_attention_scores)
