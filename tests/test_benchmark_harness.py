@@ -516,3 +516,19 @@ def test_attention_paths_times_both_paths_and_they_agree(capsys):
     with pytest.raises(SystemExit):
         attention_paths.main(argv + ["--rounds", "0"])
     assert "--rounds must be >= 1; found 0" in capsys.readouterr().err
+
+
+@pytest.mark.single_backend
+def test_profile_step_names_the_missing_bench_extra_in_one_line(monkeypatch):
+    from bench import profile_step, workloads
+
+    def no_timm(spec):
+        raise ModuleNotFoundError("No module named 'timm'")
+
+    monkeypatch.setattr(workloads, "build_workload", no_timm)
+    monkeypatch.setenv("KERAS_BACKEND", os.environ.get("KERAS_BACKEND", "tensorflow"))  # main sets it; restored after
+    with pytest.raises(SystemExit) as raised:
+        profile_step.main(["--impls", "timm", "--steps", "1"])
+    message = str(raised.value)
+    assert "--impls timm needs the bench extra (pip install -e .[bench])" in message and "'timm'" in message
+    assert "\n" not in message

@@ -1,7 +1,7 @@
 """Where the time of one training step goes, by operator.
 
-On the Keras PyTorch backend (the default): vit_keras and timm's ViT on the same batch under
-torch.profiler (self CPU time per operator); the operator mix (matmuls, attention, norms, GELU,
+On the Keras PyTorch backend (the default): vit_keras and timm's ViT (the `bench` extra) on the
+same batch under torch.profiler (self CPU time per operator); the operator mix (matmuls, attention, norms, GELU,
 optimizer) is what every backend has to execute. With `--backend tensorflow` (or `jax`): vit_keras
 trained by TensorFlow (JAX) + XLA (`model.fit`, 2 steps per execution), traced by the backend's
 profiler with XLA's per-thunk trace events; the time is summed per XLA operation kind (the HLO
@@ -129,7 +129,7 @@ def profile_xla(impl, args):
     _print_table(f"{title}: {timing}", shares, args.top)
 
 
-def main():
+def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backend", choices=("torch", "tensorflow", "jax"), default="torch")
     p.add_argument("--task", choices=("train", "infer", "savedmodel"), default="train")
@@ -141,7 +141,7 @@ def main():
     p.add_argument("--steps", type=int, default=2)
     p.add_argument("--top", type=int, default=12)
     p.add_argument("--impls", help="comma list (default: vit_keras,timm on PyTorch, vit_keras on TensorFlow)")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     os.environ["KERAS_BACKEND"] = args.backend
     profile = profile_torch
     if args.backend in ("tensorflow", "jax"):
@@ -150,7 +150,11 @@ def main():
         profile = profile_xla
     default = "vit_keras,timm" if args.backend == "torch" else "vit_keras"
     for impl in (args.impls or default).split(","):
-        profile(impl, args)
+        try:
+            profile(impl, args)
+        except ImportError as error:  # a peer without the bench extra installed
+            extra = "needs the bench extra (pip install -e .[bench])"
+            raise SystemExit(f"profile_step.py: --impls {impl} {extra}; {error}") from None
 
 
 if __name__ == "__main__":
