@@ -42,20 +42,17 @@ def _timing_fields(record):
     )
 
 
-def paired_ratios(ours, peer):
-    """Our images/s over the peer's, round by round: their step time over ours in each round.
+def paired_ratios(numerators, denominators):
+    """`numerators[i] / denominators[i]` round by round: (median, min, max), or None when the two
+    lists are empty or hold different numbers of rounds.
 
     Args:
-        ours, peer: rows of the same group (same batch size); `round_step_s` in round order.
-
-    Returns:
-        (median, min, max) of the per-round ratios, or None when the rows have different
-        numbers of rounds.
+        numerators, denominators: per-round values of two rows of the same group, in round order
+            (step times `round_step_s`, or batch-1 latencies `round_latency_s`).
     """
-    mine, theirs = ours["round_step_s"], peer["round_step_s"]
-    if not mine or len(mine) != len(theirs):
+    if not numerators or len(numerators) != len(denominators):
         return None
-    ratios = [their / my for my, their in zip(mine, theirs)]
+    ratios = [top / bottom for top, bottom in zip(numerators, denominators)]
     return statistics.median(ratios), min(ratios), max(ratios)
 
 
@@ -105,7 +102,8 @@ def _add_ratios(row, rows):
         row["best_peer"] = best["name"]
         row["ratio_to_best_peer"] = row["images_per_s"] / best["images_per_s"]
         same_group = row["task"] == best["task"] and row["precision"] == best["precision"]
-        paired = paired_ratios(row, best) if same_group else None
+        # our images/s over the peer's in a round: the peer's step time over ours
+        paired = paired_ratios(best["round_step_s"], row["round_step_s"]) if same_group else None
         if paired:
             row["paired_ratio_median"], row["paired_ratio_min"], row["paired_ratio_max"] = paired
     float32 = [p for p in peers if p["precision"] == "float32"]
@@ -114,9 +112,9 @@ def _add_ratios(row, rows):
     timm = [p for p in same if p["impl"] == "timm" and p.get("latency_ms_median") and row.get("latency_ms_median")]
     if timm:
         row["latency_ratio_to_timm"] = row["latency_ms_median"] / timm[0]["latency_ms_median"]
-        mine, theirs = row.get("round_latency_s"), timm[0].get("round_latency_s")
-        if mine and theirs and len(mine) == len(theirs):
-            row["paired_latency_ratio_median"] = statistics.median(m / t for m, t in zip(mine, theirs))
+        paired = paired_ratios(row.get("round_latency_s"), timm[0].get("round_latency_s") or [])
+        if paired:
+            row["paired_latency_ratio_median"] = paired[0]
 
 
 def summarise(results, peak, args=None):
