@@ -531,3 +531,29 @@ def test_profile_step_names_the_missing_bench_extra_in_one_line(monkeypatch):
     message = str(raised.value)
     assert "--impls timm needs the bench extra (pip install -e .[bench])" in message and "'timm'" in message
     assert "\n" not in message
+
+
+def test_gelu_forms_times_both_forms_which_compute_the_same_model(capsys):
+    import keras
+    import numpy as np
+    from bench import gelu_forms
+
+    argv = ["--preset", "vit_mnist_p7", "--image-size", "28", "--batch-size", "4", "--num-classes", "10"]
+    if keras.backend.backend() != "tensorflow":
+        with pytest.raises(SystemExit):
+            gelu_forms.main(argv + ["--rounds", "1"])
+        assert f"KERAS_BACKEND must be tensorflow; found '{keras.backend.backend()}'" in capsys.readouterr().err
+        return
+    times = gelu_forms.main(argv + ["--rounds", "2", "--mlp-dim", "64"])
+    calls = ("forward", "forward, batch 1", "training step")
+    assert set(times) == {(form, call) for form in gelu_forms.FORMS for call in calls}
+    assert all(len(t) == 2 and all(0 < s < 60 for s in t) for t in times.values())
+    out = capsys.readouterr().out
+    assert out.count("per round") == 3 and "bias add + GELU, 8 x 64 float32" in out
+    spec = dict(preset="vit_mnist_p7", image_size=28, batch_size=4, num_classes=10, precision="float32")
+    models, images = gelu_forms.build_models(argparse.Namespace(**spec, jit_compile="true"))
+    keras_gelu, ours = (models[form][0](images) for form in gelu_forms.FORMS)
+    np.testing.assert_allclose(ours, keras_gelu, rtol=1e-5, atol=1e-5)  # same weights (seed), same function
+    with pytest.raises(SystemExit):
+        gelu_forms.main(argv + ["--rounds", "0"])
+    assert "--rounds must be >= 1; found 0" in capsys.readouterr().err

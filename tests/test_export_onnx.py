@@ -119,10 +119,14 @@ def test_existing_file_is_refused_and_overwrite_replaces_it(exported):
 @pytest.mark.single_backend
 def test_keras_own_onnx_export_of_a_vit_runs_in_onnxruntime(tmp_path):
     """Keras' `model.export(format="onnx")` (TensorFlow) leaves the exact GELU's `Erfc` in the file,
-    which onnxruntime refuses; `ViT.export` first teaches tf2onnx `1 - Erf` for it."""
+    which onnxruntime refuses; `ViT.export` first teaches tf2onnx `1 - Erf` for it. The ViT's own
+    MLP writes the GELU with `Erf`; a LoRA-enabled MLP layer runs Keras' `Dense` (and its `Erfc`)."""
     model = tiny_vit()
     images = np.random.default_rng(3).uniform(0, 255, (4,) + IMAGE_SIZE + (3,)).astype("float32")
     model(images[:1])
+    mlp_in = [layer for layer in model._flatten_layers() if layer.name == "mlp_in"]
+    assert len(mlp_in) == 2
+    mlp_in[0].enable_lora(2)
     model.export(str(tmp_path / "keras.onnx"), format="onnx", verbose=False)
     assert "Erfc" not in {node.op_type for node in onnx.load(tmp_path / "keras.onnx").graph.node}
     session = onnxruntime.InferenceSession(str(tmp_path / "keras.onnx"), providers=["CPUExecutionProvider"])

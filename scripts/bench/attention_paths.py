@@ -54,7 +54,7 @@ def build_models(args):
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                 jit_compile=True,
             )
-            forward = _compiled_forward(model)
+            forward = compiled_forward(model)
             for batch in (images, images[:1]):
                 forward(batch)
             model.train_on_batch(images, labels)
@@ -64,7 +64,7 @@ def build_models(args):
     return models, images
 
 
-def _compiled_forward(model):
+def compiled_forward(model):
     """An XLA-compiled `model(images, training=False)` that returns a NumPy array."""
     import keras
     import numpy as np
@@ -81,10 +81,14 @@ def _compiled_forward(model):
 
 
 def measure(models, images, rounds):
-    """{(path, "forward" | "forward, batch 1" | "training step"): [seconds per call, one per round]}."""
+    """{(path, "forward" | "forward, batch 1" | "training step"): [seconds per call, one per round]}.
+
+    The order of the models alternates from round to round (first, second; second, first; ...).
+    """
     times = {}
-    for _ in range(rounds):
-        for path, (forward, train_step) in models.items():
+    for round_index in range(rounds):
+        items = list(models.items())
+        for path, (forward, train_step) in items[::-1] if round_index % 2 else items:
             for name, call in (
                 ("forward", lambda forward=forward: forward(images)),
                 ("forward, batch 1", lambda forward=forward: forward(images[:1])),

@@ -5,13 +5,14 @@ PyTorch runs them as two kernels unless they go through `torch.nn.functional.lin
 `addmm`). `linear` and `BiasFusedDense` route PyTorch there, or on the CPU in float32 to oneDNN
 where it is faster than MKL (`vit_keras.layers.torch_linear`). On TensorFlow and JAX, within
 `vit_keras.layers.products.float32_results`, a bfloat16 product takes a float32 result, its bias
-is added in float32 and the sum rounded once to bfloat16.
+is added in float32 and the sum rounded once to bfloat16. Keras' exact GELU as the activation runs
+as `vit_keras.layers.gelu.exact_gelu` on TensorFlow (its `erf` form, faster under XLA).
 """
 
 import keras
 from keras import ops
 
-from vit_keras.layers import products
+from vit_keras.layers import gelu, products
 
 
 def linear(x, kernel, bias, activation=None):
@@ -34,6 +35,7 @@ def linear(x, kernel, bias, activation=None):
     >>> [float(v) for v in keras.ops.convert_to_numpy(y)[0]]
     [3.0, 4.0, 5.0, 6.0]
     """
+    activation = gelu.backend_activation(activation)
     if keras.backend.backend() == "torch":
         from vit_keras.layers import torch_linear
 

@@ -9,8 +9,10 @@ preprocessing layer, pixels outside 0..255) make the `Reshape` node named
 `images_must_be_finite` (`images_must_be_0_to_255`) fail, and onnxruntime's error names it.
 
 This is Keras' ONNX route (`model.export(format="onnx")` converts with tf2onnx under
-TensorFlow), plus one conversion tf2onnx lacks: TensorFlow's exact GELU uses `Erfc`, which
-ONNX has no operator for, so it is written as `1 - Erf(x)`.
+TensorFlow), plus one conversion tf2onnx lacks: TensorFlow's exact GELU (`tf.nn.gelu`, what a
+Keras layer with `activation="gelu"` runs) uses `Erfc`, which ONNX has no operator for, so it is
+written as `1 - Erf(x)`. The ViT's own MLP writes its GELU with `Erf` (`vit_keras.layers.gelu`);
+Keras layers taking their own path (a LoRA-enabled or quantized `Dense`) still carry `Erfc`.
 """
 
 import keras
