@@ -95,6 +95,21 @@ def test_pixels_outside_0_255_are_refused(served, channels, value):
         call(served, channels, "serving_default", images=tf.constant(images))
 
 
+def test_pixel_diagnostics_are_computed_only_for_a_refused_request(served):
+    """The counts and extremes in the messages cost passes over the pixels: they live in the failing
+    branch of a cond, not in the graph every valid request runs; a refused request still gets them."""
+    functions = ServingFunctions(tiny_vit())
+    spec = tf.TensorSpec((None,) + IMAGE_SIZE + (3,), tf.float32)
+    graph = tf.function(functions.check_pixels, autograph=False).get_concrete_function(spec).graph
+    kinds = {op.type for op in graph.get_operations()}
+    assert {"IsFinite", "All"} <= kinds  # the checks themselves run on every request
+    assert not kinds & {"IsNan", "IsInf", "Min", "Max"}, kinds
+    images = pixels(2, 3)
+    images[0, 0, 0, 0], images[1, 1, 1, 1] = -1.0, 300.0
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"found values from\] \[-1\] \[to\] \[300\]"):
+        call(served, 3, "serving_default", images=tf.constant(images))
+
+
 @pytest.mark.parametrize("channels", [3, 1])
 def test_the_bounds_0_and_255_are_pixels(served, channels):
     images = pixels(2, channels)

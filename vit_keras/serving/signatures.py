@@ -101,8 +101,23 @@ def runtime_shape(tensor):
 
 
 def _checked(tensor, condition, message):
-    """`tensor`, after an in-graph assertion of `condition` (a list: message parts and tensors)."""
-    with tf.control_dependencies([tf.debugging.Assert(condition, message, summarize=8)]):
+    """`tensor`, after an in-graph assertion of `condition`.
+
+    `message` is the list of message parts and tensors, or a function that returns it: then its
+    tensors are computed only when the check fails (the pixel checks' counts and extremes would
+    otherwise be passes over every request's pixels).
+    """
+    if not callable(message):
+        with tf.control_dependencies([tf.debugging.Assert(condition, message, summarize=8)]):
+            return tf.identity(tensor)
+
+    def fail():  # the raw op: tf.debugging.Assert would nest a second cond here
+        parts = [tf.convert_to_tensor(part) for part in message()]
+        with tf.control_dependencies([tf.raw_ops.Assert(condition=condition, data=parts, summarize=8)]):
+            return tf.identity(condition)
+
+    passed = tf.cond(condition, lambda: tf.identity(condition), fail)
+    with tf.control_dependencies([passed]):
         return tf.identity(tensor)
 
 
@@ -280,7 +295,7 @@ class ServingFunctions:
         images = _checked(
             images,
             tf.reduce_all(tf.math.is_finite(values)),
-            [
+            lambda: [
                 f"{name} must be finite pixels; found NaN or infinite values:",
                 tf.math.count_nonzero(tf.math.is_nan(values)),
                 "NaN and",
@@ -296,7 +311,7 @@ class ServingFunctions:
         return _checked(
             images,
             in_range,
-            [
+            lambda: [
                 f"{name} must be raw pixels in 0..255 (clip them before sending); found values from",
                 tf.reduce_min(values),
                 "to",
