@@ -184,3 +184,22 @@ def test_xla_savedmodel_serves_the_model(rng, tmp_path, precision):
     np.testing.assert_allclose(served, to_numpy(model(images)), atol=1e-4 if precision == "float32" else 5e-2)
     with pytest.raises(FileExistsError, match="version 1 already exists"):
         vit_keras.export_saved_model(model, tmp_path / "served", version=1, jit_compile=True)
+
+
+@pytest.mark.single_backend
+def test_xla_savedmodel_serves_every_batch_size_in_pieces(rng, tmp_path):
+    """On the CPU the XLA SavedModel runs a batch as up to 8 concurrent pieces (`batch_split`): the
+    outputs are the model's, in order, for empty, single, odd and uneven batches."""
+    import tensorflow as tf
+
+    model = _tiny()
+    images = _images(rng, 19)
+    loaded = tf.saved_model.load(vit_keras.export_saved_model(model, tmp_path / "served", jit_compile=True))
+    library = loaded.signatures["serving_default"].graph.as_graph_def().library.function
+    assert any(node.op in ("Case", "StatelessCase") for function in library for node in function.node_def)
+    expected = to_numpy(model(images))
+    for size in (0, 1, 3, 4, 7, 16, 19):
+        outputs = loaded.signatures["serving_default"](images=tf.constant(images[:size]))
+        assert outputs["logits"].shape == (size, expected.shape[1])
+        np.testing.assert_allclose(outputs["logits"].numpy(), expected[:size], atol=1e-4)
+        np.testing.assert_array_equal(outputs["top_k_indices"].numpy()[:, 0], expected[:size].argmax(axis=1))

@@ -15,15 +15,14 @@ the model also the median of the per-round ratios.
     python scripts/bench/gelu_forms.py --precision mixed_bfloat16 --jit-compile false --rounds 7
 """
 
-import argparse
 import os
 import sys
 import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.attention_paths import measure  # noqa: E402
 from bench.micro import print_cpu  # noqa: E402
+from bench.variants import argument_parser, build_variants, measure, parse_arguments  # noqa: E402
 
 FORMS = ("tf.nn.gelu", "exact_gelu")
 
@@ -63,58 +62,20 @@ def time_elementwise(args, repeats=30):
 
 def build_models(args):
     """{form: (forward(images), train_step())} for the two GELU forms, compiled and warmed up."""
-    import keras
-    import numpy as np
-
-    from bench.attention_paths import compiled_forward
-    from bench.workloads import architecture
-    from vit_keras import ViT
     from vit_keras.layers import gelu
 
-    keras.mixed_precision.set_global_policy(args.precision)
-    arch = architecture(dict(preset=args.preset, image_size=args.image_size, num_classes=args.num_classes))
-    rng = np.random.default_rng(0)
-    images = rng.uniform(0, 255, (args.batch_size, args.image_size, args.image_size, arch["in_channels"]))
-    images = images.astype("float32")
-    labels = rng.integers(0, args.num_classes, (args.batch_size,))
-    ours = gelu.backend_activation
-    models = {}
-    for form, choose in zip(FORMS, (_keras_gelu, ours)):
-        gelu.backend_activation = choose  # read when the model is traced (compiled) below
-        try:
-            keras.utils.set_random_seed(0)
-            model = ViT(**arch)
-            model.compile(
-                optimizer=keras.optimizers.AdamW(1e-4),
-                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                jit_compile=args.jit_compile == "true",
-            )
-            forward = compiled_forward(model)
-            for batch in (images, images[:1]):
-                forward(batch)
-            model.train_on_batch(images, labels)
-        finally:
-            gelu.backend_activation = ours
-        models[form] = (forward, lambda model=model: model.train_on_batch(images, labels))
-    return models, images
+    values = dict(zip(FORMS, (_keras_gelu, gelu.backend_activation)))
+    return build_variants(args, gelu, "backend_activation", values, args.jit_compile == "true", pixel_high=255.0)
 
 
 def main(argv=None):
     import keras
     import numpy as np
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="vit_ti16")
-    parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--num-classes", type=int, default=1000)
+    parser = argument_parser(__doc__)
     parser.add_argument("--mlp-dim", type=int, default=768, help="width of the element-wise test tensor")
-    parser.add_argument("--precision", choices=("float32", "mixed_bfloat16"), default="float32")
     parser.add_argument("--jit-compile", choices=("true", "false"), default="true", help="for the training step")
-    parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args(argv)
-    if args.rounds < 1:
-        parser.error(f"--rounds must be >= 1; found {args.rounds}")
+    args = parse_arguments(parser, argv)
     if keras.backend.backend() != "tensorflow":
         parser.error(f"KERAS_BACKEND must be tensorflow; found {keras.backend.backend()!r}")
     from vit_keras.performance import configure_cpu_threads

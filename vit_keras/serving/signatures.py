@@ -30,6 +30,8 @@ import tensorflow as tf
 
 from vit_keras.data.images import IMAGE_CHANNELS, MAX_IMAGE_PIXELS
 from vit_keras.layers import products
+from vit_keras.performance import has_gpu
+from vit_keras.serving import batch_split
 from vit_keras.validation import check_positive
 
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601, summing to 1: a gray RGB image stays the same gray
@@ -262,7 +264,10 @@ class ServingFunctions:
         self.jit_compile = bool(jit_compile)
         self.forward = self._forward
         if jit_compile:
-            self.forward = tf.function(self._forward, jit_compile=True, autograph=False)
+            compiled = tf.function(self._forward, jit_compile=True, autograph=False)
+            self.forward = compiled
+            if not has_gpu():  # on the CPU, pieces of the batch run concurrently (`batch_split`)
+                self.forward = lambda images: batch_split.concurrent_forward(compiled, images)
 
     @property
     def image_shape(self):
