@@ -557,3 +557,32 @@ def test_gelu_forms_times_both_forms_which_compute_the_same_model(capsys):
     with pytest.raises(SystemExit):
         gelu_forms.main(argv + ["--rounds", "0"])
     assert "--rounds must be >= 1; found 0" in capsys.readouterr().err
+
+
+def test_batch_pieces_times_the_whole_batch_and_its_pieces(capsys):
+    import keras
+    import numpy as np
+    from bench import batch_pieces
+
+    argv = ["--preset", "vit_mnist_p7", "--image-size", "28", "--batch-size", "4", "--num-classes", "10"]
+    if keras.backend.backend() != "tensorflow":
+        with pytest.raises(SystemExit):
+            batch_pieces.main(argv + ["--rounds", "1", "--pieces", "2"])
+        assert f"KERAS_BACKEND must be tensorflow; found '{keras.backend.backend()}'" in capsys.readouterr().err
+        return
+    times = batch_pieces.main(argv + ["--rounds", "2", "--pieces", "2,4"])
+    expected = {"1 pieces", "2 pieces", "4 pieces", "2 pieces, one after another", "4 pieces, one after another"}
+    assert set(times) == expected and all(len(t) == 2 and all(0 < s < 60 for s in t) for t in times.values())
+    assert capsys.readouterr().out.count("x the whole batch") == 5
+    calls, images = batch_pieces.build_calls(
+        argparse.Namespace(
+            **dict(
+                preset="vit_mnist_p7", image_size=28, batch_size=4, num_classes=10, precision="float32", pieces=[1, 4]
+            )
+        )
+    )
+    whole, pieces = (calls[name](images).numpy() for name in ("1 pieces", "4 pieces"))
+    np.testing.assert_allclose(pieces, whole, rtol=1e-5, atol=1e-5)
+    with pytest.raises(SystemExit):
+        batch_pieces.main(argv + ["--pieces", "8"])
+    assert "--pieces must be 1..batch size (4); found [1, 8]" in capsys.readouterr().err
