@@ -29,7 +29,7 @@ def test_pieces_are_consecutive_balanced_and_come_back_in_order(batch):
     assert out.shape == (batch, 2)
     np.testing.assert_array_equal(out[:, 1], np.arange(batch))  # every image once, in order
     count = min(max(batch // 2, 1), MAX_PIECES)
-    expected = [hi - lo for lo, hi in zip(*[[(i * batch) // count for i in range(count + 1)][j:] for j in (0, 1)])]
+    expected = np.diff([(i * batch) // count for i in range(count + 1)])
     sizes = np.repeat(expected, expected).astype("float32")
     np.testing.assert_array_equal(out[:, 0], sizes)  # the pieces: `count` of them, sizes differing by at most 1
     assert batch < 4 or max(expected) - min(expected) <= 1 and len(expected) == count > 1

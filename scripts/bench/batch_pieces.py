@@ -24,10 +24,10 @@ def in_pieces(forward, images, count, sequential=False):
     """`forward` on `count` consecutive pieces of `images`, concatenated; `sequential` chains them."""
     import tensorflow as tf
 
-    size = tf.shape(images)[0]
+    from vit_keras.serving.batch_split import split
+
     outputs = []
-    for index in range(count):
-        piece = images[(index * size) // count : ((index + 1) * size) // count]
+    for piece in split(images, count):
         if sequential and outputs:
             with tf.control_dependencies([outputs[-1]]):
                 piece = tf.identity(piece)

@@ -23,6 +23,23 @@ def piece_count(batch):
     return tf.clip_by_value(batch // MIN_PIECE, 1, MAX_PIECES)
 
 
+def split(images, count):
+    """`images` as `count` consecutive pieces (a list of tensors) whose sizes differ by at most one.
+
+    Args:
+        images: a (batch, ...) tensor.
+        count: how many pieces (a Python int >= 1); with a batch below `count` some are empty.
+
+    Example:
+
+    >>> [int(piece.shape[0]) for piece in split(tf.zeros((9, 2)), 4)]
+    [2, 2, 2, 3]
+    """
+    size = tf.shape(images)[0]
+    bounds = [(index * size) // count for index in range(count + 1)]
+    return [images[bounds[i] : bounds[i + 1]] for i in range(count)]
+
+
 def concurrent_forward(forward, images):
     """`forward(images)`, with the batch cut into `piece_count` pieces that run concurrently.
 
@@ -40,15 +57,14 @@ def concurrent_forward(forward, images):
     >>> concurrent_forward(double, tf.range(10.0)[:, None])[:, 0].numpy().tolist()
     [0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0, 16.0, 18.0]
     """
-    size = tf.shape(images)[0]
 
     def in_pieces(count):
         def run():
             if count == 1:
                 return forward(images)
-            bounds = [(index * size) // count for index in range(count + 1)]
-            return tf.concat([forward(images[bounds[i] : bounds[i + 1]]) for i in range(count)], axis=0)
+            return tf.concat([forward(piece) for piece in split(images, count)], axis=0)
 
         return run
 
-    return tf.switch_case(piece_count(size) - 1, [in_pieces(count) for count in range(1, MAX_PIECES + 1)])
+    branches = [in_pieces(count) for count in range(1, MAX_PIECES + 1)]
+    return tf.switch_case(piece_count(tf.shape(images)[0]) - 1, branches)
