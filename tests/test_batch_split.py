@@ -35,15 +35,37 @@ def test_pieces_are_consecutive_balanced_and_come_back_in_order(batch):
     assert batch < 4 or max(expected) - min(expected) <= 1 and len(expected) == count > 1
 
 
-@pytest.mark.parametrize("gpu", [False, True])
-def test_xla_serving_functions_split_the_batch_only_without_a_gpu(monkeypatch, gpu):
+def _function_ops(graph_def, name):
+    """The op types in the graph library's function `name`."""
+    (function,) = [f for f in graph_def.library.function if f.signature.name == name]
+    return [node.op for node in function.node_def]
+
+
+def test_xla_serving_functions_take_the_pieces_only_where_they_run_on_a_cpu():
+    """The choice is made by the device the signature runs on (a `DeviceIndex` op), not at export:
+    the CPU branch cuts the batch into pieces, any other device runs one XLA program."""
     from test_export import tiny_vit
 
     from vit_keras.serving import signatures
 
-    monkeypatch.setattr(signatures, "has_gpu", lambda: gpu)
     functions = signatures.ServingFunctions(tiny_vit(), jit_compile=True)
     spec = tf.TensorSpec((None,) + functions.image_shape, tf.float32)
-    graph = tf.function(functions.forward, autograph=False).get_concrete_function(spec).graph
-    kinds = {op.type for op in graph.get_operations()}
-    assert bool(kinds & {"Case", "StatelessCase"}) is not gpu
+    graph_def = tf.function(functions.forward, autograph=False).get_concrete_function(spec).graph.as_graph_def()
+    (device_index,) = [node for node in graph_def.node if node.op == "DeviceIndex"]
+    assert list(device_index.attr["device_names"].list.s) == [b"CPU"]
+    (case,) = [node for node in graph_def.node if node.op in ("Case", "StatelessCase")]
+    assert case.input[0].split(":")[0] == device_index.name
+    on_cpu, elsewhere = (branch.name for branch in case.attr["branches"].list.func)
+    assert {"Case", "StatelessCase"} & set(_function_ops(graph_def, on_cpu))  # the piece count's switch
+    calls = [op for op in _function_ops(graph_def, elsewhere) if op.endswith("PartitionedCall")]
+    assert len(calls) == 1 and not {"Case", "StatelessCase"} & set(_function_ops(graph_def, elsewhere))
+
+
+def test_device_forward_runs_the_pieces_on_this_cpu():
+    from vit_keras.serving.batch_split import device_forward
+
+    images = tf.range(12.0)[:, None]
+    forward = tf.function(lambda x: device_forward(tf.function(_piece_sizes, jit_compile=True), x))
+    out = forward.get_concrete_function(tf.TensorSpec((None, 1), tf.float32))(images).numpy()
+    np.testing.assert_array_equal(out[:, 1], np.arange(12))
+    np.testing.assert_array_equal(out[:, 0], np.full(12, 2.0))  # six pieces of two images

@@ -572,8 +572,9 @@ def test_batch_pieces_times_the_whole_batch_and_its_pieces(capsys):
         return
     times = batch_pieces.main(argv + ["--rounds", "2", "--pieces", "2,4"])
     expected = {"1 pieces", "2 pieces", "4 pieces", "2 pieces, one after another", "4 pieces, one after another"}
-    assert set(times) == expected and all(len(t) == 2 and all(0 < s < 60 for s in t) for t in times.values())
-    assert capsys.readouterr().out.count("x the whole batch") == 5
+    assert set(times) == expected | {batch_pieces.SERVED}
+    assert all(len(t) == 2 and all(0 < s < 60 for s in t) for t in times.values())
+    assert capsys.readouterr().out.count("x the whole batch") == 6
     calls, images = batch_pieces.build_calls(
         argparse.Namespace(
             **dict(
@@ -581,8 +582,9 @@ def test_batch_pieces_times_the_whole_batch_and_its_pieces(capsys):
             )
         )
     )
-    whole, pieces = (calls[name](images).numpy() for name in ("1 pieces", "4 pieces"))
+    whole, pieces, served = (calls[name](images).numpy() for name in ("1 pieces", "4 pieces", batch_pieces.SERVED))
     np.testing.assert_allclose(pieces, whole, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(served, whole, rtol=1e-5, atol=1e-5)
     with pytest.raises(SystemExit):
         batch_pieces.main(argv + ["--pieces", "8"])
     assert "--pieces must be 1..batch size (4); found [1, 8]" in capsys.readouterr().err

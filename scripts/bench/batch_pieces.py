@@ -4,8 +4,9 @@ What `vit_keras.serving.batch_split` is built on: TensorFlow (`KERAS_BACKEND=ten
 independent XLA programs of one graph at the same time. Builds one ViT, one XLA-compiled
 forward pass, and graph functions that call it on the whole batch or on `count` consecutive pieces
 (concurrent: no dependencies between the pieces; `--sequential`: each piece waits for the one
-before). Times them in alternating rounds in one process and prints each one's median and the
-median of its per-round ratio to the whole batch (above 1: faster than the whole batch).
+before), and `SERVED`: what the SavedModel's signature runs (`batch_split.device_forward`: the
+device's choice, then the piece count's). Times them in alternating rounds in one process and prints
+each one's median and the median of its per-round ratio to the whole batch (above 1: faster).
 
     python scripts/bench/batch_pieces.py --precision float32 --batch-size 32 --rounds 6
 """
@@ -18,6 +19,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.micro import print_cpu  # noqa: E402
 from bench.variants import argument_parser, parse_arguments  # noqa: E402
+
+SERVED = "as served (device_forward)"
 
 
 def in_pieces(forward, images, count, sequential=False):
@@ -44,6 +47,7 @@ def build_calls(args):
     from bench.workloads import architecture
     from vit_keras import ViT
     from vit_keras.layers import products
+    from vit_keras.serving.batch_split import device_forward
 
     keras.mixed_precision.set_global_policy(args.precision)
     arch = architecture(dict(preset=args.preset, image_size=args.image_size, num_classes=args.num_classes))
@@ -61,6 +65,7 @@ def build_calls(args):
         name: tf.function(lambda x, c=count, s=seq: in_pieces(compiled, x, c, s), input_signature=[spec])
         for name, (count, seq) in variants.items()
     }
+    calls[SERVED] = tf.function(lambda x: device_forward(compiled, x), input_signature=[spec])
     shape = (args.batch_size, args.image_size, args.image_size, arch["in_channels"])
     images = tf.constant(np.random.default_rng(0).uniform(0, 255, shape).astype("float32"))
     for call in calls.values():

@@ -10,6 +10,9 @@ batch of n images runs as min(n // 2, 8) pieces, and a batch below 4 as one prog
 
 The pieces hold consecutive images and their outputs are concatenated back in order; the
 per-image results are the same computation on a smaller batch (float32 logits within about 1e-6).
+On a GPU one program over the whole batch keeps the device busy by itself: `device_forward`
+decides between the two where the graph runs (a SavedModel exported on a CPU machine and served
+on a GPU, or the other way round, takes the path of the machine that serves it).
 """
 
 import tensorflow as tf
@@ -68,3 +71,28 @@ def concurrent_forward(forward, images):
 
     branches = [in_pieces(count) for count in range(1, MAX_PIECES + 1)]
     return tf.switch_case(piece_count(tf.shape(images)[0]) - 1, branches)
+
+
+def device_forward(forward, images):
+    """`concurrent_forward(forward, images)` where the graph runs on a CPU, else `forward(images)`.
+
+    The choice is made by the device the graph is placed on when it runs (TensorFlow's
+    `DeviceIndex` op), not where it was traced: a SavedModel takes the pieces on a CPU-only
+    server and one program per batch on a GPU server.
+
+    Args:
+        forward: as in `concurrent_forward`.
+        images: a (batch, ...) tensor; the batch may be 0.
+
+    Returns:
+        `forward`'s (batch, ...) output.
+
+    Example:
+
+    >>> double = tf.function(lambda x: 2.0 * x, jit_compile=True)
+    >>> device_forward(double, tf.range(4.0)[:, None])[:, 0].numpy().tolist()
+    [0.0, 2.0, 4.0, 6.0]
+    """
+    return tf.__internal__.execute_fn_for_device(
+        {"CPU": lambda: concurrent_forward(forward, images)}, default_fn=lambda: forward(images)
+    )

@@ -30,7 +30,6 @@ import tensorflow as tf
 
 from vit_keras.data.images import IMAGE_CHANNELS, MAX_IMAGE_PIXELS
 from vit_keras.layers import products
-from vit_keras.performance import has_gpu
 from vit_keras.serving import batch_split
 from vit_keras.validation import check_positive
 
@@ -265,9 +264,8 @@ class ServingFunctions:
         self.forward = self._forward
         if jit_compile:
             compiled = tf.function(self._forward, jit_compile=True, autograph=False)
-            self.forward = compiled
-            if not has_gpu():  # on the CPU, pieces of the batch run concurrently (`batch_split`)
-                self.forward = lambda images: batch_split.concurrent_forward(compiled, images)
+            # On a CPU, pieces of the batch run concurrently; on a GPU, one program (`batch_split`).
+            self.forward = lambda images: batch_split.device_forward(compiled, images)
 
     @property
     def image_shape(self):
