@@ -2,7 +2,8 @@
 
 TF Serving cannot run here, so its decoding of a request is imitated (JSON rows with {"b64": ...}
 strings; TensorProtos from a serialised PredictRequest) and the tensors are fed through the
-exported signatures in-process.
+exported signatures in-process. TF Serving's own way of running a signature, the MetaGraph in a
+graph session with its input tensors fed, is run by `session_run`.
 """
 
 import base64
@@ -57,6 +58,45 @@ def test_shipped_model_classifies_the_mnist_test_set(shipped, mnist_test, mnist_
     accuracy = float(np.mean(predicted == labels))
     assert len(labels) == (10000 if mnist_digits.full else 2000), mnist_digits.source
     assert accuracy >= SHIPPED_ACCURACY_FLOOR[mnist_digits.full], accuracy
+
+
+def session_run(path, signature, **inputs):
+    """Run a signature the way TF Serving does: the MetaGraph imported into a graph session and its
+    input tensors fed (no TF2 function objects)."""
+    graph = tf.Graph()
+    with tf.compat.v1.Session(graph=graph) as session:
+        meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(path))
+        spec = meta_graph.signature_def[signature]
+        feed = {spec.inputs[name].name: value for name, value in inputs.items()}
+        names = sorted(spec.outputs)
+        values = session.run([spec.outputs[name].name for name in names], feed)
+    return dict(zip(names, values)), meta_graph
+
+
+def test_shipped_model_runs_in_a_graph_session_as_tf_serving_runs_it(shipped, mnist_test):
+    images = mnist_test[0][:16]
+    outputs, _ = session_run(SHIPPED, "serving_uint8", images=images)
+    expected = run(shipped, "serving_uint8", images=tf.constant(images))
+    assert set(outputs) == set(expected)
+    np.testing.assert_allclose(outputs["logits"], expected["logits"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(outputs["top_k_indices"], expected["top_k_indices"])
+
+
+@pytest.mark.parametrize("batch", [1, 9])
+def test_xla_savedmodel_runs_in_a_graph_session_with_its_device_choice(tmp_path, batch):
+    """The XLA export's forward pass sits behind a `DeviceIndex` switch (pieces on a CPU, one
+    program elsewhere) and the piece count's switch: a graph session runs both."""
+    from test_export import tiny_vit
+
+    from vit_keras.export import export_saved_model
+
+    model = tiny_vit()
+    path = export_saved_model(model, str(tmp_path / "xla"), jit_compile=True)
+    images = np.random.default_rng(batch).uniform(0, 255, (batch,) + tuple(model.input.shape[1:])).astype("float32")
+    outputs, meta_graph = session_run(path, "serving_default", images=images)
+    np.testing.assert_allclose(outputs["logits"], model.predict(images, verbose=0), rtol=1e-4, atol=1e-4)
+    functions = meta_graph.graph_def.library.function
+    assert any(node.op == "DeviceIndex" for function in functions for node in function.node_def)
 
 
 SHIPPED_ONNX = REPO / "saved_models" / "onnx" / "vit_mnist.onnx"
