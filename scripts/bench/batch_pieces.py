@@ -3,10 +3,11 @@
 What `vit_keras.serving.batch_split` is built on: TensorFlow (`KERAS_BACKEND=tensorflow`) runs
 independent XLA programs of one graph at the same time. Builds one ViT, one XLA-compiled
 forward pass, and graph functions that call it on the whole batch or on `count` consecutive pieces
-(concurrent: no dependencies between the pieces; `--sequential`: each piece waits for the one
-before), and `SERVED`: what the SavedModel's signature runs (`batch_split.device_forward`: the
-device's choice, then the piece count's). Times them in alternating rounds in one process and prints
-each one's median and the median of its per-round ratio to the whole batch (above 1: faster).
+(`--pieces`), each count twice: concurrent (no dependencies between the pieces) and "one after
+another" (each piece waits for the one before), and `SERVED`: what the SavedModel's signature
+runs (`batch_split.device_forward`: the device's choice, then the piece count's). Times them in
+alternating rounds in one process and prints each one's median and the median of its per-round
+ratio to the whole batch (above 1: faster).
 
     python scripts/bench/batch_pieces.py --precision float32 --batch-size 32 --rounds 6
 """
