@@ -588,3 +588,38 @@ def test_batch_pieces_times_the_whole_batch_and_its_pieces(capsys):
     with pytest.raises(SystemExit):
         batch_pieces.main(argv + ["--pieces", "8"])
     assert "--pieces must be 1..batch size (4); found [1, 8]" in capsys.readouterr().err
+
+
+@pytest.mark.single_backend
+def test_one_image_threads_computes_the_same_parts_in_both_frameworks_and_tables_their_gains(capsys, monkeypatch):
+    import numpy as np
+    from bench import one_image_threads
+
+    shape = dict(tokens=9, width=12, heads=3, mlp=24, depth=2)
+    ours, timm_way = one_image_threads.tensorflow_parts(shape), one_image_threads.torch_parts(shape)
+    assert set(ours) == set(timm_way) == set(one_image_threads.PARTS)
+    for part in one_image_threads.PARTS:
+        np.testing.assert_allclose(ours[part](), timm_way[part](), rtol=1e-4, atol=1e-4)
+    for framework in one_image_threads.FRAMEWORKS:
+        seconds = one_image_threads.measure(framework, 1, shape)
+        assert set(seconds) == set(one_image_threads.PARTS) and all(0 < s < 60 for s in seconds.values())
+
+    per_call = {("tensorflow", 1): 6.0, ("tensorflow", 4): 4.0, ("torch", 1): 6.0, ("torch", 4): 2.0}  # ms
+    workers = []
+
+    def fake_worker(framework, threads, repeats):
+        workers.append((framework, threads, repeats))
+        return {part: per_call[(framework, threads)] / 1e3 for part in one_image_threads.PARTS}
+
+    monkeypatch.setattr(one_image_threads, "_run_worker", fake_worker)
+    monkeypatch.setattr(one_image_threads.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    times = one_image_threads.main(["--rounds", "2", "--repeats", "3"])
+    assert sorted(workers) == sorted(2 * [(framework, threads, 3) for framework, threads in per_call])
+    assert all(len(seconds) == 2 for parts in times.values() for seconds in parts.values())
+    rows = capsys.readouterr().out.splitlines()
+    assert "| projections | 6.00 / 4.00 (1.50×) | 6.00 / 2.00 (3.00×) | 2.00× |" in rows
+    assert "| attention | 6.00 / 4.00 (1.50×) | 6.00 / 2.00 (3.00×) | 2.00× |" in rows
+    for bad in (["--rounds", "0"], ["--repeats", "0"]):
+        with pytest.raises(SystemExit):
+            one_image_threads.main(bad)
+        assert f"{bad[0]} must be >= 1; found 0" in capsys.readouterr().err
