@@ -16,13 +16,17 @@ import time
 from bench.machine import cpu_description, describe_flags
 
 
-def parse_repeats(description, what, argv=None):
-    """Parse `--repeats N` (timed calls per `what`, default 9; the median is reported); exit on N < 1."""
+def parse_repeats(description, what, argv=None, repeats=9, rounds=None):
+    """Parse `--repeats N` (timed calls per `what`, default `repeats`; the median is reported) and,
+    when `rounds` is given, `--rounds N` (alternating rounds, default `rounds`); exit on N < 1."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--repeats", type=int, default=9, help=f"timed calls per {what} (median reported)")
+    parser.add_argument("--repeats", type=int, default=repeats, help=f"timed calls per {what} (median reported)")
+    if rounds is not None:
+        parser.add_argument("--rounds", type=int, default=rounds, help="alternating rounds (median reported)")
     args = parser.parse_args(argv)
-    if args.repeats < 1:
-        parser.error(f"--repeats must be >= 1; found {args.repeats}")
+    for name in ("repeats", "rounds"):
+        if getattr(args, name, 1) < 1:
+            parser.error(f"--{name} must be >= 1; found {getattr(args, name)}")
     return args
 
 

@@ -12,14 +12,13 @@ from the threads beyond the first. Run it alone on an idle machine:
     python scripts/bench/one_image_threads.py --rounds 4
 """
 
-import argparse
 import json
 import os
 import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.micro import measure_in_process, median_seconds, print_cpu  # noqa: E402
+from bench.micro import measure_in_process, median_seconds, parse_repeats, print_cpu  # noqa: E402
 
 WORKER = "ONE_IMAGE_THREADS_WORKER"  # "framework:threads" in a worker process
 FRAMEWORKS = {"tensorflow": "XLA (TensorFlow)", "torch": "PyTorch"}
@@ -122,17 +121,6 @@ def _run_worker(framework, threads, repeats):
     return measure_in_process(__file__, WORKER, f"{framework}:{threads}", repeats, "tensorflow")
 
 
-def _parse(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=15, help="timed calls per part and process (median kept)")
-    parser.add_argument("--rounds", type=int, default=4, help="fresh processes per (framework, threads) pair")
-    args = parser.parse_args(argv)
-    for name in ("repeats", "rounds"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be >= 1; found {getattr(args, name)}")
-    return args
-
-
 def table(times, threads):
     """Markdown rows of `times` {(framework, threads): {part: [seconds per round]}}, in ms."""
     ms = {
@@ -154,7 +142,7 @@ def table(times, threads):
 
 
 def main(argv=None):
-    args = _parse(argv)
+    args = parse_repeats(__doc__.splitlines()[0], "part and process", argv, repeats=15, rounds=4)
     worker = os.environ.get(WORKER)
     if worker:  # a worker: print its measurements as one JSON line
         framework, threads = worker.split(":")
