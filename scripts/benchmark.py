@@ -23,7 +23,8 @@ What one run can measure:
     inference (`torch.inference_mode`): images/s at the model's batch size and the batch-1
     latency (median and p90 over `--latency-calls` calls);
   - TensorFlow's run-to-run spread (`--tf-repeats N`): our TensorFlow training worker run N
-    times in fresh processes, one after the other, with each run's cores used.
+    times in fresh processes, one after the other, with each run's cores used and the machine's
+    float32 matmul rate timed beside it.
 Each run writes JSON and CSV into --out; `--markdown FILE` appends a dated section with the
 tables (or replaces the section of the same title and day).
 
@@ -214,7 +215,7 @@ def run_all(args, log_dir):
 def _report(args, measured, command, started):
     """Everything the tables and files show, as one dict."""
     results, peak, peak_info, tf_records = measured
-    tf_rows, tf_spread = summarise_tf_repeats(tf_records, peak)
+    tf_rows, tf_spread, tf_machine_spread = summarise_tf_repeats(tf_records, peak)
     errors = [(r["name"], r["error"]) for r in results + tf_records if "error" in r]
     return dict(
         command=command,
@@ -227,6 +228,7 @@ def _report(args, measured, command, started):
         rows=summarise(results, peak, args),
         tf_rows=tf_rows,
         tf_spread=tf_spread,
+        tf_machine_spread=tf_machine_spread,
         tf_name=label(tf_repeat_spec(args)),
         errors=errors,
         raw=results,

@@ -25,7 +25,7 @@ from bench.machine import cpu_description  # noqa: E402
 from bench.micro import median_seconds, parse_repeats  # noqa: E402
 from bench.report import paired_ratios, summarise_tf_repeats  # noqa: E402
 from bench.specs import group_key, label  # noqa: E402
-from bench.tables import config_table, markdown_section  # noqa: E402
+from bench.tables import config_table, markdown_section, tf_repeats_table  # noqa: E402
 
 # The tutorial model (vit_mnist_p7) at 28 px: 16 patches + class token, width 100, MLP 400, one block, 10 classes.
 SEED_FORWARD_FLOPS = 2 * (
@@ -137,8 +137,11 @@ def test_a_tensorflow_repeat_reruns_the_training_worker_in_a_fresh_process(harne
     assert (run["task"], run["info"]["jit_compile"], run["info"]["steps_per_execution"]) == ("train", True, 2)
     _assert_measured(run, result)
     assert [path.name for path in harness_run["out"].glob("logs-*/tf-repeat-*.log")] == ["tf-repeat-1.log"]
-    assert result["tf_spread"] is None  # a spread needs two runs (their rows are tested on synthetic timings)
-    assert "Spread over the runs (max / min images/s): —×." in harness_run["markdown"]
+    assert run["matmul_f32_gflops"] > 1.0  # the machine's float32 matmul rate, timed beside the run
+    assert run["images_per_s_per_tflops"] == pytest.approx(1e3 * run["images_per_s"] / run["matmul_f32_gflops"])
+    assert len(result["tf_raw"][0]["matmul_gflops"]) == 1  # one per timed repeat (--repeats 1)
+    assert result["tf_spread"] is None and result["tf_machine_spread"] is None  # spreads need two runs
+    assert "Spread over the runs (max / min images/s): —×; of images/s over the machine's" in harness_run["markdown"]
 
 
 @pytest.mark.single_backend
@@ -402,16 +405,25 @@ def test_tf_repeats_report_each_runs_speed_cores_used_and_the_spread():
     one_core = [dict(wall_s=1.0, cpu_s=1.0, thread_cpu_s={"1": 0.95, "2": 0.05})]
     two_cores = [dict(wall_s=1.0, cpu_s=1.9, thread_cpu_s={"1": 0.9, "2": 0.9, "3": 0.1})]
     records = [
-        dict(_record("vit_keras", "train", 2.0, usages=one_core), run=1),
-        dict(_record("vit_keras", "train", 1.0, usages=two_cores), run=2),
+        dict(_record("vit_keras", "train", 2.0, usages=one_core), run=1, matmul_gflops=[100.0, 120.0, 110.0]),
+        dict(_record("vit_keras", "train", 1.0, usages=two_cores), run=2, matmul_gflops=[200.0]),
         dict(spec={}, name="vit_keras train", run=3, error="worker exited with code 1"),
     ]
-    rows, spread = summarise_tf_repeats(records)
+    rows, spread, machine_spread = summarise_tf_repeats(records)
     assert [(r["tf_repeat"], r["busy_threads"]) for r in rows] == [(1, 1), (2, 2)]
     too_short = [dict(wall_s=0.01, cpu_s=0.01, thread_cpu_s={"1": 0.01})]
     assert cpu_use.busy_threads(cpu_use.combine(too_short)) is None  # under 5 clock ticks: no count
     assert [r["parallelism"] for r in rows] == pytest.approx([1.0, 1.9])
     assert spread == pytest.approx(2.0)
+    # the second run took half the time on a machine whose matmul ran 200 / 110 times as fast:
+    # divided by the machine's speed, the runs differ by 2.0 / (200 / 110)
+    assert [r["matmul_f32_gflops"] for r in rows] == [110.0, 200.0]
+    assert machine_spread == pytest.approx(2.0 / (200 / 110))
+    lines = tf_repeats_table(rows, spread, machine_spread)
+    assert lines[-1].endswith("2.00×; of images/s over the machine's float32 matmul rate beside each run: 1.10×.")
+    no_matmul = [dict(record, matmul_gflops=[]) for record in records[:2]]
+    rows, spread, machine_spread = summarise_tf_repeats(no_matmul)  # the matmul worker failed: no second spread
+    assert spread == pytest.approx(2.0) and machine_spread is None and rows[0]["images_per_s_per_tflops"] is None
 
 
 @pytest.mark.single_backend
@@ -449,6 +461,9 @@ def test_cpu_flags_come_from_cpuinfo(tmp_path):
     assert zen["model"] == "AMD EPYC 7B13"
     assert zen["flags"] == dict(avx2=True, fma=True, avx512f=False, avx512_bf16=False, amx=False)
     assert set(cpu_description(str(tmp_path / "missing"))["flags"].values()) == {None}
+    zen5 = tmp_path / "zen5"  # a VM's bare model name: the family and model numbers tell the generation
+    zen5.write_text("cpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\nflags\t\t: avx2 avx512f\n")
+    assert cpu_description(str(zen5))["model"] == "AMD EPYC (family 26, model 2)"
 
 
 @pytest.mark.single_backend

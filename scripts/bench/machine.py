@@ -37,6 +37,22 @@ def parse_cpuinfo(text):
     return model, flags
 
 
+def cpu_generation(text):
+    """`family F, model M` of the first processor in a /proc/cpuinfo text, or None.
+
+    Virtual machines often report a bare model name ("AMD EPYC"); the family and model numbers
+    still tell the generations apart (AMD family 25: Zen 3 and Zen 4, family 26: Zen 5).
+    """
+    fields = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("cpu family", "model") and key.strip() not in fields:
+            fields[key.strip()] = value.strip()
+    if not {"cpu family", "model"} <= set(fields):
+        return None
+    return f"family {fields['cpu family']}, model {fields['model']}"
+
+
 def cpu_description(cpuinfo_path="/proc/cpuinfo"):
     """The CPU as the benchmark tables report it.
 
@@ -44,14 +60,18 @@ def cpu_description(cpuinfo_path="/proc/cpuinfo"):
         cpuinfo_path: where to read the CPU description (Linux's /proc/cpuinfo).
 
     Returns:
-        A dict: `model` (str), `cores` (logical CPUs), `flags` ({table flag: True/False}, or
+        A dict: `model` (str: the model name and, where /proc/cpuinfo gives them, its family and
+        model numbers), `cores` (logical CPUs), `flags` ({table flag: True/False}, or
         None values when the flags cannot be read).
     """
     try:
         with open(cpuinfo_path) as f:
-            model, flags = parse_cpuinfo(f.read())
+            text = f.read()
+        (model, flags), generation = parse_cpuinfo(text), cpu_generation(text)
     except OSError:
-        model, flags = None, None
+        model, flags, generation = None, None, None
+    if model and generation:
+        model = f"{model} ({generation})"
     found = {
         name: (None if not flags else any(flag in flags for flag in aliases)) for name, aliases in CPU_FLAGS.items()
     }

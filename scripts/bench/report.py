@@ -142,23 +142,43 @@ def summarise(results, peak, args=None):
 
 
 def summarise_tf_repeats(records, peak=None):
-    """One row per fresh TensorFlow process of `--tf-repeats`, and the spread over them.
+    """One row per fresh TensorFlow process of `--tf-repeats`, and the spreads over them.
 
     Args:
         records: the raw records of `bench.runner.run_tf_repeats`.
         peak: the run's matmul peak, as for `summarise`.
 
     Returns:
-        (rows, spread): rows as `summarise`'s plus `tf_repeat` (the run's number); spread is
-        max / min images/s over the measured runs (None with fewer than two).
+        (rows, spread, machine_spread): rows as `summarise`'s plus `tf_repeat` (the run's number),
+        `matmul_f32_gflops` (the median float32 matmul rate timed beside the run's repeats, None
+        if none was) and `images_per_s_per_tflops` (images/s over that rate); spread is max / min
+        images/s over the measured runs, machine_spread the same of `images_per_s_per_tflops`,
+        what is left of the spread once the machine's own speed at each run is divided out (None
+        with fewer than two runs, or without the matmul rates).
     """
     rows = []
     for record in records:
         if "error" in record or not record.get("step_times"):
             continue
         row = _row(record, peak or {})
-        row.update(name=f"tf repeat {record['run']}: {record['name']}", tf_repeat=record["run"])
+        rates = record.get("matmul_gflops") or []
+        matmul = statistics.median(rates) if rates else None
+        row.update(
+            name=f"tf repeat {record['run']}: {record['name']}",
+            tf_repeat=record["run"],
+            matmul_f32_gflops=matmul,
+            images_per_s_per_tflops=1e3 * row["images_per_s"] / matmul if matmul else None,
+        )
         rows.append(row)
-    rates = [row["images_per_s"] for row in rows]
-    spread = max(rates) / min(rates) if len(rates) > 1 else None
-    return rows, spread
+    return (
+        rows,
+        _max_over_min([r["images_per_s"] for r in rows]),
+        _max_over_min([r["images_per_s_per_tflops"] for r in rows]),
+    )
+
+
+def _max_over_min(values):
+    """max / min of `values`; None with fewer than two, or if one is None."""
+    if len(values) < 2 or None in values:
+        return None
+    return max(values) / min(values)

@@ -4,7 +4,8 @@
 yet), then interleaves their timed repeats (ours, peer, ours, peer, ... with the order rotated
 each round) with the matmul peak in the same rotation, so load from other processes hits everyone
 alike. `run_tf_repeats` runs one TensorFlow training worker again and again in fresh processes,
-one after the other and alone, to show the run-to-run spread.
+one after the other and alone, to show the run-to-run spread, with the machine's float32 matmul
+rate timed beside each of its repeats.
 
 Nothing here imports a deep-learning framework.
 """
@@ -193,24 +194,41 @@ def run_group(specs, args, log_dir, peak, peak_info):
 def run_tf_repeats(spec, args, log_dir):
     """Run `spec`'s worker `args.tf_repeats` times, each in a fresh process, one after the other.
 
-    Each process builds and warms up, then times `args.repeats` repeats of the spec's steps.
+    Each process builds and warms up, then times `args.repeats` repeats of the spec's steps; after
+    each repeat the matmul-peak worker (one process for all runs) times the float32 2048² product,
+    the machine's own speed at that moment, so that a run slowed by the machine can be told from a
+    run slowed by TensorFlow.
 
     Returns:
-        One raw record per process (as `run_group`'s), with `run` (1, 2, ...) added.
+        One raw record per process (as `run_group`'s), with `run` (1, 2, ...) and `matmul_gflops`
+        (the float32 matmul rates measured beside its repeats; empty if that worker failed) added.
     """
+    matmul = _matmul_ready(_matmul_worker(args, log_dir), {})
     records = []
-    for run in range(1, args.tf_repeats + 1):
-        worker = Worker(spec, log_dir, log_name=f"tf-repeat-{run}")
-        if "error" in worker.ready:
-            print(f"  tf repeat {run}: SKIPPED: {worker.ready['error']}", flush=True)
-            records.append(dict(spec=spec, name=worker.name, run=run, error=worker.ready["error"]))
-            worker.close()
-            continue
-        try:
-            for _ in range(args.repeats):
-                worker.timed_repeat(spec["steps"])
-        finally:
-            records.append(dict(_record(worker, worker.close()), run=run))
-        rate = spec["batch_size"] / statistics.median(worker.times)
-        print(f"  tf repeat {run}/{args.tf_repeats}: {rate:.1f} img/s; load {os.getloadavg()[0]:.1f}", flush=True)
+    try:
+        for run in range(1, args.tf_repeats + 1):
+            records.append(_tf_repeat(spec, args, log_dir, run, matmul))
+    finally:
+        matmul.close()
     return records
+
+
+def _tf_repeat(spec, args, log_dir, run, matmul):
+    """One fresh process of `run_tf_repeats`: its raw record."""
+    worker = Worker(spec, log_dir, log_name=f"tf-repeat-{run}")
+    if "error" in worker.ready:
+        print(f"  tf repeat {run}: SKIPPED: {worker.ready['error']}", flush=True)
+        worker.close()
+        return dict(spec=spec, name=worker.name, run=run, error=worker.ready["error"])
+    rates = []
+    try:
+        for _ in range(args.repeats):
+            worker.timed_repeat(spec["steps"])
+            if "error" not in matmul.ready:
+                rates.append(matmul.request("run", 3)["seconds"]["float32"])
+    finally:
+        record = dict(_record(worker, worker.close()), run=run, matmul_gflops=rates)
+    rate = spec["batch_size"] / statistics.median(worker.times)
+    beside = f"; float32 matmul {statistics.median(rates):.0f} GFLOP/s" if rates else ""
+    print(f"  tf repeat {run}/{args.tf_repeats}: {rate:.1f} img/s{beside}; load {os.getloadavg()[0]:.1f}", flush=True)
+    return record
