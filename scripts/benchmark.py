@@ -24,7 +24,8 @@ What one run can measure:
     latency (median and p90 over `--latency-calls` calls);
   - TensorFlow's run-to-run spread (`--tf-repeats N`): our TensorFlow training worker run N
     times in fresh processes, one after the other, with each run's cores used and the machine's
-    float32 matmul rate timed beside it.
+    float32 matmul rate timed beside it; `--tf-control timm` runs timm's training in a fresh
+    process after each one, the machine's control.
 Each run writes JSON and CSV into --out; `--markdown FILE` appends a dated section with the
 tables (or replaces the section of the same title and day).
 
@@ -76,6 +77,7 @@ from bench.specs import (  # noqa: E402
     parse_model,
     section_title,
     split_list,
+    tf_control_spec,
     tf_repeat_spec,
 )
 from bench.tables import heading, markdown_section  # noqa: E402
@@ -116,6 +118,12 @@ def _parser():
     p.add_argument("--serve-precisions", default="float32", help="precisions of the serve task (ours and timm)")
     p.add_argument("--latency-calls", type=int, default=50, help="batch-1 calls per serve worker (split over repeats)")
     p.add_argument("--tf-repeats", type=int, default=0, help="run our TensorFlow training worker N more times, fresh")
+    p.add_argument(
+        "--tf-control",
+        choices=["", "timm"],
+        default="",
+        help="with --tf-repeats: timm's training in a fresh process after each TensorFlow one (the machine's control)",
+    )
     p.add_argument("--repeats", type=int, default=5, help="timed repeats per configuration")
     p.add_argument("--steps", type=int, default=4, help="steps per timed repeat")
     p.add_argument("--warmup", type=int, default=1, help="warm-up steps (compilation) before timing")
@@ -152,6 +160,8 @@ def _check(args):
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1; found {getattr(args, name)}")
     if args.tf_repeats < 0:
         raise ValueError(f"--tf-repeats must be >= 0; found {args.tf_repeats}")
+    if args.tf_control and not args.tf_repeats:
+        raise ValueError(f"--tf-control {args.tf_control} needs --tf-repeats N >= 1; found --tf-repeats 0")
     if args.steps_per_execution is not None and args.steps_per_execution < 1:
         raise ValueError(f"--steps-per-execution must be >= 1; found {args.steps_per_execution}")
     check_dropout(args.dropout, "--dropout")
@@ -208,14 +218,15 @@ def run_all(args, log_dir):
     if args.tf_repeats:
         spec = tf_repeat_spec(args)
         print(f"== TensorFlow run to run: {args.tf_repeats} fresh processes of {label(spec)}", flush=True)
-        tf_records = run_tf_repeats(spec, args, log_dir)
+        control = tf_control_spec(args) if args.tf_control else None
+        tf_records = run_tf_repeats(spec, args, log_dir, control)
     return results, peak, peak_info, tf_records
 
 
 def _report(args, measured, command, started):
     """Everything the tables and files show, as one dict."""
     results, peak, peak_info, tf_records = measured
-    tf_rows, tf_spread, tf_machine_spread = summarise_tf_repeats(tf_records, peak)
+    tf_rows, tf_spreads = summarise_tf_repeats(tf_records, peak)
     errors = [(r["name"], r["error"]) for r in results + tf_records if "error" in r]
     return dict(
         command=command,
@@ -227,8 +238,8 @@ def _report(args, measured, command, started):
         sections=args.sections,
         rows=summarise(results, peak, args),
         tf_rows=tf_rows,
-        tf_spread=tf_spread,
-        tf_machine_spread=tf_machine_spread,
+        tf_spread=tf_spreads["images_per_s"],
+        tf_spreads=tf_spreads,
         tf_name=label(tf_repeat_spec(args)),
         errors=errors,
         raw=results,

@@ -66,7 +66,7 @@ def harness_run(tmp_path_factory):
     command += (
         f"--preset vit_mnist_p7 --image-size 28 --batch-size {BATCH} --num-classes 10 --tasks train,serve".split()
     )
-    command += "--compare timm --repeats 1 --steps 2 --latency-calls 3 --tf-repeats 1".split()
+    command += "--compare timm --repeats 1 --steps 2 --latency-calls 3 --tf-repeats 1 --tf-control timm".split()
     command += ["--title", TITLE, "--out", str(out), "--markdown", str(markdown)]
     python_path = os.pathsep.join(filter(None, [str(hidden), os.environ.get("PYTHONPATH")]))
     env = dict(os.environ, PYTHONPATH=python_path)  # the workers inherit it: `import timm` fails there
@@ -137,17 +137,21 @@ def test_a_tensorflow_repeat_reruns_the_training_worker_in_a_fresh_process(harne
     assert (run["task"], run["info"]["jit_compile"], run["info"]["steps_per_execution"]) == ("train", True, 2)
     _assert_measured(run, result)
     assert [path.name for path in harness_run["out"].glob("logs-*/tf-repeat-*.log")] == ["tf-repeat-1.log"]
+    assert [path.name for path in harness_run["out"].glob("logs-*/tf-control-*.log")] == ["tf-control-1.log"]
     assert run["matmul_f32_gflops"] > 1.0  # the machine's float32 matmul rate, timed beside the run
     assert run["images_per_s_per_tflops"] == pytest.approx(1e3 * run["images_per_s"] / run["matmul_f32_gflops"])
     assert len(result["tf_raw"][0]["matmul_gflops"]) == 1  # one per timed repeat (--repeats 1)
-    assert result["tf_spread"] is None and result["tf_machine_spread"] is None  # spreads need two runs
+    assert run["control_images_per_s"] is None and run["over_control"] is None  # the control (timm) failed
+    assert [(r["run"], r["control"], "error" in r) for r in result["tf_raw"]] == [(1, False, False), (1, True, True)]
+    assert result["tf_spread"] is None and set(result["tf_spreads"].values()) == {None}  # spreads need two runs
     assert "Spread over the runs (max / min images/s): —×; of images/s over the machine's" in harness_run["markdown"]
 
 
 @pytest.mark.single_backend
 def test_a_peer_that_fails_to_start_is_reported_and_the_run_carries_on(harness_run):
     result = harness_run["result"]
-    assert [name for name, _ in result["errors"]] == ["timm train torch float32", "timm serve torch float32"]
+    peers, control = ["timm train torch float32", "timm serve torch float32"], "timm train torch float32"
+    assert [name for name, _ in result["errors"]] == peers + [control]  # the --tf-control process too
     assert all("Error" in error for _, error in result["errors"])  # the worker's exception, by type
     assert all(row["ratios"] == {} and "best_peer" not in row for row in result["rows"])  # no peer measured
     for name, error in result["errors"]:
@@ -294,6 +298,7 @@ def test_the_documented_full_run_measures_every_comparison():
         (["--precisions", "float16"], "--precisions takes names from ['float32', 'mixed_bfloat16']; found 'float16'"),
         (["--keras-hub-backends", "cntk"], "--keras-hub-backends takes names from"),
         (["--tf-repeats", "-1"], "--tf-repeats must be >= 0; found -1"),
+        (["--tf-control", "timm"], "--tf-control timm needs --tf-repeats N >= 1; found --tf-repeats 0"),
         (["--latency-calls", "0"], "--latency-calls must be >= 1; found 0"),
         (["--markdown", "/no/such/folder/B.md"], "--markdown must be in an existing folder; found no folder"),
         (["--out", __file__], "--out must be a folder (created if missing); found a file at"),
@@ -409,21 +414,41 @@ def test_tf_repeats_report_each_runs_speed_cores_used_and_the_spread():
         dict(_record("vit_keras", "train", 1.0, usages=two_cores), run=2, matmul_gflops=[200.0]),
         dict(spec={}, name="vit_keras train", run=3, error="worker exited with code 1"),
     ]
-    rows, spread, machine_spread = summarise_tf_repeats(records)
+    rows, spreads = summarise_tf_repeats(records)
     assert [(r["tf_repeat"], r["busy_threads"]) for r in rows] == [(1, 1), (2, 2)]
     too_short = [dict(wall_s=0.01, cpu_s=0.01, thread_cpu_s={"1": 0.01})]
     assert cpu_use.busy_threads(cpu_use.combine(too_short)) is None  # under 5 clock ticks: no count
     assert [r["parallelism"] for r in rows] == pytest.approx([1.0, 1.9])
-    assert spread == pytest.approx(2.0)
+    assert spreads["images_per_s"] == pytest.approx(2.0)
     # the second run took half the time on a machine whose matmul ran 200 / 110 times as fast:
     # divided by the machine's speed, the runs differ by 2.0 / (200 / 110)
     assert [r["matmul_f32_gflops"] for r in rows] == [110.0, 200.0]
-    assert machine_spread == pytest.approx(2.0 / (200 / 110))
-    lines = tf_repeats_table(rows, spread, machine_spread)
-    assert lines[-1].endswith("2.00×; of images/s over the machine's float32 matmul rate beside each run: 1.10×.")
+    assert spreads["over_matmul"] == pytest.approx(2.0 / (200 / 110))
+    assert spreads["control"] is None and spreads["over_control"] is None  # no control ran
     no_matmul = [dict(record, matmul_gflops=[]) for record in records[:2]]
-    rows, spread, machine_spread = summarise_tf_repeats(no_matmul)  # the matmul worker failed: no second spread
-    assert spread == pytest.approx(2.0) and machine_spread is None and rows[0]["images_per_s_per_tflops"] is None
+    rows, spreads = summarise_tf_repeats(no_matmul)  # the matmul worker failed: no second spread
+    assert spreads["images_per_s"] == pytest.approx(2.0) and spreads["over_matmul"] is None
+    assert rows[0]["images_per_s_per_tflops"] is None
+
+
+@pytest.mark.single_backend
+def test_tf_repeats_pair_each_run_with_its_control_process():
+    def run(seconds, number, control=False):
+        return dict(_record("timm" if control else "vit_keras", "train", seconds), run=number, control=control)
+
+    # the machine slowed down in run 2: ours and the control both took 1.5x the time; run 3's control failed
+    records = [run(1.0, 1), run(2.0, 1, True), run(1.5, 2), run(3.0, 2, True), run(1.2, 3)]
+    records.append(dict(spec={}, name="timm train", run=3, control=True, error="worker exited with code 1"))
+    rows, spreads = summarise_tf_repeats(records)
+    assert [r["tf_repeat"] for r in rows] == [1, 2, 3]  # the control's processes are not rows of their own
+    assert [r["over_control"] for r in rows[:2]] == pytest.approx([2.0, 2.0]) and rows[2]["over_control"] is None
+    assert spreads["images_per_s"] == pytest.approx(1.5) and spreads["control"] == pytest.approx(1.5)
+    assert spreads["over_control"] is None  # run 3 has no control to pair with
+    rows, spreads = summarise_tf_repeats(records[:4])
+    assert spreads["over_control"] == pytest.approx(1.0)  # the whole spread was the machine's
+    lines = tf_repeats_table(rows, spreads)
+    assert lines[2].split(" | ")[5:7] == [f"{rows[0]['control_images_per_s']:.1f}", "2.00"]
+    assert lines[-1].endswith("of the control: 1.50×; of ours over the control, run by run: 1.00×.")
 
 
 @pytest.mark.single_backend

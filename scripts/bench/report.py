@@ -149,32 +149,34 @@ def summarise_tf_repeats(records, peak=None):
         peak: the run's matmul peak, as for `summarise`.
 
     Returns:
-        (rows, spread, machine_spread): rows as `summarise`'s plus `tf_repeat` (the run's number),
+        (rows, spreads). rows as `summarise`'s plus `tf_repeat` (the run's number),
         `matmul_f32_gflops` (the median float32 matmul rate timed beside the run's repeats, None
-        if none was) and `images_per_s_per_tflops` (images/s over that rate); spread is max / min
-        images/s over the measured runs, machine_spread the same of `images_per_s_per_tflops`,
-        what is left of the spread once the machine's own speed at each run is divided out (None
-        with fewer than two runs, or without the matmul rates).
+        if none was), `images_per_s_per_tflops` (images/s over that rate), `control_images_per_s`
+        (the `--tf-control` process after it, None without one) and `over_control` (our images/s
+        over the control's). spreads: max / min over the runs of `images_per_s`, of
+        `images_per_s_per_tflops` ("over_matmul"), of the control's measured processes ("control")
+        and of `over_control`; each None with fewer than two values or where a run lacks one.
     """
+    measured = [r for r in records if "error" not in r and r.get("step_times")]
+    controls = {r["run"]: _row(r, peak or {})["images_per_s"] for r in measured if r.get("control")}
     rows = []
-    for record in records:
-        if "error" in record or not record.get("step_times"):
-            continue
+    for record in (r for r in measured if not r.get("control")):
         row = _row(record, peak or {})
         rates = record.get("matmul_gflops") or []
         matmul = statistics.median(rates) if rates else None
+        control = controls.get(record["run"])
         row.update(
             name=f"tf repeat {record['run']}: {record['name']}",
             tf_repeat=record["run"],
             matmul_f32_gflops=matmul,
             images_per_s_per_tflops=1e3 * row["images_per_s"] / matmul if matmul else None,
+            control_images_per_s=control,
+            over_control=row["images_per_s"] / control if control else None,
         )
         rows.append(row)
-    return (
-        rows,
-        _max_over_min([r["images_per_s"] for r in rows]),
-        _max_over_min([r["images_per_s_per_tflops"] for r in rows]),
-    )
+    keys = dict(images_per_s="images_per_s", over_matmul="images_per_s_per_tflops", over_control="over_control")
+    spreads = {name: _max_over_min([row[key] for row in rows]) for name, key in keys.items()}
+    return rows, dict(spreads, control=_max_over_min(list(controls.values())))
 
 
 def _max_over_min(values):

@@ -191,35 +191,40 @@ def run_group(specs, args, log_dir, peak, peak_info):
     return results
 
 
-def run_tf_repeats(spec, args, log_dir):
+def run_tf_repeats(spec, args, log_dir, control=None):
     """Run `spec`'s worker `args.tf_repeats` times, each in a fresh process, one after the other.
 
     Each process builds and warms up, then times `args.repeats` repeats of the spec's steps; after
     each repeat the matmul-peak worker (one process for all runs) times the float32 2048² product,
-    the machine's own speed at that moment, so that a run slowed by the machine can be told from a
-    run slowed by TensorFlow.
+    the machine's own speed at that moment. With a `control` spec (another framework's training,
+    `--tf-control`), each TensorFlow process is followed by a fresh process of the control, timed
+    the same way: a spread that the control shares is the machine's, not TensorFlow's.
 
     Returns:
-        One raw record per process (as `run_group`'s), with `run` (1, 2, ...) and `matmul_gflops`
-        (the float32 matmul rates measured beside its repeats; empty if that worker failed) added.
+        One raw record per process (as `run_group`'s), with `run` (1, 2, ...), `control` (True for
+        the control's processes) and `matmul_gflops` (the float32 matmul rates measured beside its
+        repeats; empty if that worker failed) added.
     """
     matmul = _matmul_ready(_matmul_worker(args, log_dir), {})
     records = []
     try:
         for run in range(1, args.tf_repeats + 1):
-            records.append(_tf_repeat(spec, args, log_dir, run, matmul))
+            records.append(_fresh_run(spec, args, log_dir, run, matmul))
+            if control:
+                records.append(_fresh_run(control, args, log_dir, run, matmul, is_control=True))
     finally:
         matmul.close()
     return records
 
 
-def _tf_repeat(spec, args, log_dir, run, matmul):
+def _fresh_run(spec, args, log_dir, run, matmul, is_control=False):
     """One fresh process of `run_tf_repeats`: its raw record."""
-    worker = Worker(spec, log_dir, log_name=f"tf-repeat-{run}")
+    kind = "tf control" if is_control else "tf repeat"
+    worker = Worker(spec, log_dir, log_name=f"{kind.replace(' ', '-')}-{run}")
     if "error" in worker.ready:
-        print(f"  tf repeat {run}: SKIPPED: {worker.ready['error']}", flush=True)
+        print(f"  {kind} {run}: SKIPPED: {worker.ready['error']}", flush=True)
         worker.close()
-        return dict(spec=spec, name=worker.name, run=run, error=worker.ready["error"])
+        return dict(spec=spec, name=worker.name, run=run, control=is_control, error=worker.ready["error"])
     rates = []
     try:
         for _ in range(args.repeats):
@@ -227,8 +232,8 @@ def _tf_repeat(spec, args, log_dir, run, matmul):
             if "error" not in matmul.ready:
                 rates.append(matmul.request("run", 3)["seconds"]["float32"])
     finally:
-        record = dict(_record(worker, worker.close()), run=run, matmul_gflops=rates)
+        record = dict(_record(worker, worker.close()), run=run, control=is_control, matmul_gflops=rates)
     rate = spec["batch_size"] / statistics.median(worker.times)
     beside = f"; float32 matmul {statistics.median(rates):.0f} GFLOP/s" if rates else ""
-    print(f"  tf repeat {run}/{args.tf_repeats}: {rate:.1f} img/s{beside}; load {os.getloadavg()[0]:.1f}", flush=True)
+    print(f"  {kind} {run}/{args.tf_repeats}: {rate:.1f} img/s{beside}; load {os.getloadavg()[0]:.1f}", flush=True)
     return record

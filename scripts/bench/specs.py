@@ -167,6 +167,15 @@ def tf_repeat_spec(args):
     return dict(_base(args, section, 0), **ours, precision=split_list(args.precisions)[0], steps_per_execution=spe)
 
 
+def tf_control_spec(args):
+    """The control `--tf-control timm` runs after each `--tf-repeats` process: timm's training of
+    the same model, batch and precision, in a fresh process of its own."""
+    base = tf_repeat_spec(args)
+    return dict(
+        _base(args, args.sections[0], 0), impl="timm", task="train", backend="torch", precision=base["precision"]
+    )
+
+
 def label(spec):
     """The configuration's name in tables and logs, e.g. 'vit_keras train tensorflow float32 jit=true spe=2'."""
     if spec["impl"] == "matmul":

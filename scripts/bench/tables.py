@@ -97,24 +97,30 @@ def serve_table(rows, batch_size):
     return lines
 
 
-def tf_repeats_table(rows, spread, machine_spread=None):
-    """One line per fresh TensorFlow process (with the machine's matmul rate beside it), then the spreads."""
+def tf_repeats_table(rows, spreads):
+    """One line per fresh TensorFlow process (the machine's matmul rate and the control beside it), then the spreads."""
     lines = [
         "| run | images/s | step ms (median, min-max) | float32 matmul GFLOP/s beside it "
-        "| images/s per matmul TFLOP/s | CPU/wall | busy threads | peak RSS MB | load |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| images/s per matmul TFLOP/s | control images/s | ours / control | CPU/wall | busy threads "
+        "| peak RSS MB | load |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         lines.append(
             f"| {row['tf_repeat']} | {row['images_per_s']:.1f} | {row['step_ms_median']:.0f} "
             f"({row['step_ms_min']:.0f}-{row['step_ms_max']:.0f}) | {_num(row.get('matmul_f32_gflops'), '.0f')} | "
-            f"{_num(row.get('images_per_s_per_tflops'), '.1f')} | {_num(row.get('parallelism'), '.2f')} | "
+            f"{_num(row.get('images_per_s_per_tflops'), '.1f')} | {_num(row.get('control_images_per_s'), '.1f')} | "
+            f"{_num(row.get('over_control'), '.2f')} | {_num(row.get('parallelism'), '.2f')} | "
             f"{_num(row.get('busy_threads'), 'd')} | {row['peak_rss_mb'] or 0:.0f} | {row['load_mean']:.1f} |"
         )
+    spread = {
+        name: _num(spreads.get(name), ".2f") for name in ("images_per_s", "over_matmul", "control", "over_control")
+    }
     lines += [
         "",
-        f"Spread over the runs (max / min images/s): {_num(spread, '.2f')}×; of images/s over the "
-        f"machine's float32 matmul rate beside each run: {_num(machine_spread, '.2f')}×.",
+        f"Spread over the runs (max / min images/s): {spread['images_per_s']}×; of images/s over the "
+        f"machine's float32 matmul rate beside each run: {spread['over_matmul']}×; of the control: "
+        f"{spread['control']}×; of ours over the control, run by run: {spread['over_control']}×.",
     ]
     return lines
 
@@ -142,7 +148,7 @@ def markdown_section(report, title, date, gpu=False):
 
     Args:
         report: dict with machine, matmul_peak_gflops, matmul_peak_info, command, started, rows, sections, and
-            optionally tf_rows, tf_spread, tf_machine_spread, tf_name (the `--tf-repeats` configuration), errors.
+            optionally tf_rows, tf_spread, tf_spreads, tf_name (the `--tf-repeats` configuration), errors.
         title: the heading's title; date: 'YYYY-MM-DD'.
         gpu: a `--gpu` run (the bf16 peak column is then the MFU).
 
@@ -157,7 +163,7 @@ def markdown_section(report, title, date, gpu=False):
         count = len(report["tf_rows"])
         runs = f"{count} fresh processes of `{report['tf_name']}`{dropout_note(report['sections'][0])}"
         lines += ["", f"#### TensorFlow run to run: {runs}", ""]
-        lines += tf_repeats_table(report["tf_rows"], report["tf_spread"], report.get("tf_machine_spread"))
+        lines += tf_repeats_table(report["tf_rows"], report.get("tf_spreads") or {"images_per_s": report["tf_spread"]})
     if report.get("errors"):
         lines += ["", *[f"Not measured: {name}: {error}" for name, error in report["errors"]]]
     return "\n".join(lines) + "\n"
