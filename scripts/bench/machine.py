@@ -17,6 +17,16 @@ CPU_FLAGS = {
 }
 
 
+def _first_fields(text):
+    """{field: value} of a /proc/cpuinfo text, each field's first non-empty value (the first processor's)."""
+    fields = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if value.strip():
+            fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
 def parse_cpuinfo(text):
     """The first processor's model name and flag set in a /proc/cpuinfo text.
 
@@ -26,15 +36,8 @@ def parse_cpuinfo(text):
     Returns:
         (model name or None, set of flags; empty when the text lists none).
     """
-    model, flags = None, set()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip()
-        if key == "model name" and model is None:
-            model = value.strip()
-        elif key == "flags" and not flags:
-            flags = set(value.split())
-    return model, flags
+    fields = _first_fields(text)
+    return fields.get("model name"), set(fields.get("flags", "").split())
 
 
 def cpu_generation(text):
@@ -43,12 +46,8 @@ def cpu_generation(text):
     Virtual machines often report a bare model name ("AMD EPYC"); the family and model numbers
     still tell the generations apart (AMD family 25: Zen 3 and Zen 4, family 26: Zen 5).
     """
-    fields = {}
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("cpu family", "model") and key.strip() not in fields:
-            fields[key.strip()] = value.strip()
-    if not {"cpu family", "model"} <= set(fields):
+    fields = _first_fields(text)
+    if "cpu family" not in fields or "model" not in fields:
         return None
     return f"family {fields['cpu family']}, model {fields['model']}"
 

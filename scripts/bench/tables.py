@@ -148,7 +148,7 @@ def markdown_section(report, title, date, gpu=False):
 
     Args:
         report: dict with machine, matmul_peak_gflops, matmul_peak_info, command, started, rows, sections, and
-            optionally tf_rows, tf_spread, tf_spreads, tf_name (the `--tf-repeats` configuration), errors.
+            optionally tf_rows, tf_spreads, tf_name (the `--tf-repeats` configuration), errors.
         title: the heading's title; date: 'YYYY-MM-DD'.
         gpu: a `--gpu` run (the bf16 peak column is then the MFU).
 
@@ -163,7 +163,7 @@ def markdown_section(report, title, date, gpu=False):
         count = len(report["tf_rows"])
         runs = f"{count} fresh processes of `{report['tf_name']}`{dropout_note(report['sections'][0])}"
         lines += ["", f"#### TensorFlow run to run: {runs}", ""]
-        lines += tf_repeats_table(report["tf_rows"], report.get("tf_spreads") or {"images_per_s": report["tf_spread"]})
+        lines += tf_repeats_table(report["tf_rows"], report["tf_spreads"])
     if report.get("errors"):
         lines += ["", *[f"Not measured: {name}: {error}" for name, error in report["errors"]]]
     return "\n".join(lines) + "\n"
